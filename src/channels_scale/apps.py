@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ChannelsScaleConfig(AppConfig):
+    """Lets a project list ``channels_scale`` in ``INSTALLED_APPS`` (static files: ``client.js``)."""
+
+    name = "channels_scale"
+    verbose_name = "channels-scale"
