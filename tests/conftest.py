@@ -52,9 +52,21 @@ class RedisProcess:
             pytest.fail("redis-server is not installed: run ./scripts/install")
         self.proc = subprocess.Popen(
             [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                "--daemonize", "no", "--loglevel", "warning",
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -108,7 +120,9 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 def example_env(tmp_path: Path) -> dict[str, str]:
     """Environment for subprocesses running the example project on a private SQLite file."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     return env

@@ -25,7 +25,9 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "websocket": OriginCheck(
             AuthMiddlewareStack(
-                URLRouter(broadcast.routing.websocket_urlpatterns + chat.routing.websocket_urlpatterns)
+                URLRouter(
+                    broadcast.routing.websocket_urlpatterns + chat.routing.websocket_urlpatterns
+                )
             )
         ),
     }

@@ -2,7 +2,7 @@
 
 ``channels-scale up`` exports, to every worker:
 
-- ``CHANNELS_SCALE_REDIS_URL``: the Redis the layer uses (a private one unless ``--redis`` is given);
+- ``CHANNELS_SCALE_REDIS_URL``: the Redis the layer uses (private unless ``--redis`` is given);
 - ``CHANNELS_SCALE_LAYER``: ``channels_scale`` (ours), ``channels_redis`` (the recipe's core layer)
   or ``channels_redis_pubsub`` (channels_redis' pub/sub layer);
 - ``CHANNELS_SCALE_WORKER_ID``: the worker's number, 0..N-1.

@@ -1,0 +1,146 @@
+"""What a stack is made of: the options of ``channels-scale up`` and the files of a run directory.
+
+Pure data, no I/O: the config renderers and the runner both read these.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import channels_scale
+from channels_scale.settings import DEFAULT_LAYER, LAYERS
+
+#: Where the bundled example project lives (a source checkout, installed editable by uv).
+EXAMPLE_DIR = Path(channels_scale.__file__).resolve().parents[2] / "example"
+EXAMPLE_APP = "config.asgi:application"
+EXAMPLE_SETTINGS = "config.settings"
+
+LOAD_BALANCERS = ("nginx", "haproxy")
+SERVERS = ("uvicorn", "daphne")
+CONSUMERS = ("ours", "channels")
+
+#: Unix socket paths longer than this do not fit in ``sockaddr_un`` on Linux.
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Everything ``channels-scale up`` needs to run a stack.
+
+    Attributes:
+        app: the ASGI application, ``module:attribute``.
+        settings: ``DJANGO_SETTINGS_MODULE`` for the workers (None: leave the environment's).
+        pythonpath: directories put first on the workers' ``PYTHONPATH``.
+        workers: number of ASGI worker processes, each on its own unix socket.
+        host, port: where the load balancer listens.
+        redis_url: an existing Redis; None starts a private redis-server in the run directory.
+        lb: ``nginx`` or ``haproxy``.
+        server: ``uvicorn`` or ``daphne``.
+        layer: ``channels_scale``, ``channels_redis`` or ``channels_redis_pubsub``.
+        consumer: ``ours`` or ``channels``: which consumer family the example's endpoints use.
+        run_dir: generated configs, sockets, logs and the private Redis' files.
+        max_message_bytes: largest websocket frame a worker accepts; over it: close 1009.
+        ws_ping_interval, ws_ping_timeout: server pings that find dead peers (seconds).
+        redis_port: the private Redis' port (0: pick a free one).
+    """
+
+    app: str = EXAMPLE_APP
+    settings: str | None = EXAMPLE_SETTINGS
+    pythonpath: tuple[Path, ...] = (EXAMPLE_DIR,)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    lb: str = "nginx"
+    server: str = "uvicorn"
+    layer: str = DEFAULT_LAYER
+    consumer: str = "ours"
+    run_dir: Path = Path(".run/channels-scale")
+    max_message_bytes: int = 65536
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    redis_port: int = 0
+    python: str = sys.executable
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options, one line each with the fix (empty: nothing)."""
+        found = []
+        if ":" not in self.app:
+            found.append(
+                f"--app {self.app!r} must be MODULE:ATTRIBUTE, e.g. myproject.asgi:application"
+            )
+        if self.workers < 1:
+            found.append(f"--workers must be at least 1, not {self.workers}")
+        if not 0 < self.port < 65536:
+            found.append(f"--port must be between 1 and 65535, not {self.port}")
+        if self.lb not in LOAD_BALANCERS:
+            found.append(f"--lb must be one of {', '.join(LOAD_BALANCERS)}, not {self.lb!r}")
+        if self.server not in SERVERS:
+            found.append(f"--server must be one of {', '.join(SERVERS)}, not {self.server!r}")
+        if self.layer not in LAYERS:
+            found.append(f"--layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
+        if self.consumer not in CONSUMERS:
+            found.append(f"--consumer must be one of {', '.join(CONSUMERS)}, not {self.consumer!r}")
+        if self.max_message_bytes < 1:
+            found.append("--max-message-bytes must be positive")
+        return found
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of one run directory (all absolute)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, run_dir: Path) -> RunLayout:
+        return cls(run_dir.expanduser().resolve())
+
+    @property
+    def sockets(self) -> Path:
+        return self.root / "sockets"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.root / "nginx"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.root / "nginx.conf"
+
+    @property
+    def haproxy_cfg(self) -> Path:
+        return self.root / "haproxy.cfg"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    def worker_socket(self, worker: int) -> Path:
+        return self.sockets / f"worker-{worker}.sock"
+
+    def worker_socket_template(self) -> str:
+        """The worker socket path with supervisor's ``%(process_num)d`` in place of the number."""
+        return str(self.sockets / "worker-%(process_num)d.sock")
+
+    def longest_socket_path(self, workers: int) -> int:
+        return max(len(str(self.worker_socket(workers - 1))), len(str(self.supervisor_socket)))
