@@ -1,1 +1,18 @@
-urlpatterns: list[object] = []
+from django.contrib.auth.views import LoginView, LogoutView
+from django.urls import path, re_path
+
+from chat import views
+from chat.models import ROOM_NAME_PATTERN
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.rooms, name="rooms"),
+    re_path(rf"^rooms/(?P<name>{ROOM_NAME_PATTERN})/$", views.room, name="room"),
+    path(
+        "login/",
+        LoginView.as_view(template_name="chat/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", LogoutView.as_view(), name="logout"),
+]

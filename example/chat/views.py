@@ -1,0 +1,51 @@
+"""The chat's pages: the room list (create or join by name) and a room (history, then live)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from chat.forms import RoomForm
+from chat.models import Message, Room
+from chat.protocol import MAX_TEXT_CHARS
+
+# How many stored messages the room page shows before live ones arrive.
+HISTORY_SIZE = 50
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rooms(request: HttpRequest) -> HttpResponse:
+    """List the rooms; POST a name to create that room (or join it if it exists)."""
+    form = RoomForm(request.POST) if request.method == "POST" else RoomForm()
+    if form.is_bound and form.is_valid():
+        room, _ = Room.objects.get_or_create(name=form.cleaned_data["name"])
+        return redirect("chat:room", name=room.name)
+    room_list = Room.objects.annotate(message_count=Count("messages")).order_by("name")
+    status = 400 if form.is_bound else 200
+    return render(request, "chat/rooms.html", {"form": form, "rooms": room_list}, status=status)
+
+
+@login_required
+@require_http_methods(["GET"])
+def room(request: HttpRequest, name: str) -> HttpResponse:
+    """A room: the last :data:`HISTORY_SIZE` stored messages, then live ones over the websocket.
+
+    A room that does not exist yet shows an empty history; the websocket creates it on connect.
+    """
+    latest = (
+        Message.objects.filter(room__name=name)
+        .select_related("user")
+        .order_by("-created", "-id")[:HISTORY_SIZE]
+    )
+    context = {
+        "room_name": name,
+        "history": list(reversed(latest)),
+        "max_chars": MAX_TEXT_CHARS,
+        "max_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+    }
+    return render(request, "chat/room.html", context)

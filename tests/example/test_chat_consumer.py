@@ -1,0 +1,163 @@
+"""The chat websocket through the whole ASGI application, on Channels' in-memory layer.
+
+The consumer reaches the database from asgiref's thread, hence ``transaction=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from chat_helpers import wait, websocket
+from django.contrib.auth.models import User
+
+from channels_scale.closecodes import CloseCode
+from chat.models import Message, Room
+from chat.protocol import MAX_TEXT_CHARS
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("in_memory_layer"),
+]
+
+Cookie = Callable[[User], bytes]
+MakeUser = Callable[[str], User]
+
+
+async def closed_with(communicator: Any) -> int:
+    """Wait for the server's close frame and return its code."""
+    output = await communicator.receive_output(timeout=wait())
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
+
+
+@database_sync_to_async
+def stored_messages() -> list[tuple[str, str, str]]:
+    return [
+        (m.room.name, m.user.username, m.text)
+        for m in Message.objects.select_related("room", "user").order_by("id")
+    ]
+
+
+async def test_anonymous_is_closed_with_4401() -> None:
+    async with websocket("/ws/chat/lobby/") as ws:
+        connected, _ = await ws.connect(timeout=wait())
+        assert connected
+        assert await closed_with(ws) == CloseCode.UNAUTHORIZED
+    assert not await database_sync_to_async(Room.objects.exists)()
+
+
+async def test_foreign_origin_is_refused(make_user: MakeUser, session_cookie: Cookie) -> None:
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie, origin=b"http://evil.example") as ws:
+        connected, code = await ws.connect(timeout=wait())
+        assert not connected
+        assert code == CloseCode.POLICY_VIOLATION
+
+
+async def test_two_users_receive_a_message_and_it_is_stored(
+    make_user: MakeUser, session_cookie: Cookie
+) -> None:
+    cookies = await database_sync_to_async(
+        lambda: [session_cookie(make_user(name)) for name in ("demo", "demo2", "eve")]
+    )()
+    async with (
+        websocket("/ws/chat/lobby/", cookies[0]) as alice,
+        websocket("/ws/chat/lobby/", cookies[1]) as bob,
+        websocket("/ws/chat/elsewhere/", cookies[2]) as eve,
+    ):
+        for ws in (alice, bob, eve):
+            connected, _ = await ws.connect(timeout=wait())
+            assert connected
+        await alice.send_json_to({"type": "message", "text": "  hello, room  "})
+        got_alice = await alice.receive_json_from(timeout=wait())
+        got_bob = await bob.receive_json_from(timeout=wait())
+        assert got_alice == got_bob
+        assert got_alice["type"] == "message"
+        assert got_alice["user"] == "demo"
+        assert got_alice["text"] == "hello, room"
+        assert isinstance(got_alice["id"], int)
+        assert isinstance(got_alice["created"], str)
+        assert await eve.receive_nothing(timeout=wait(0.2))
+
+        await bob.send_json_to({"type": "message", "text": "hi demo"})
+        assert (await alice.receive_json_from(timeout=wait()))["user"] == "demo2"
+        assert (await bob.receive_json_from(timeout=wait()))["text"] == "hi demo"
+
+    assert await stored_messages() == [
+        ("lobby", "demo", "hello, room"),
+        ("lobby", "demo2", "hi demo"),
+    ]
+    message = await database_sync_to_async(Message.objects.get)(text="hello, room")
+    assert message.pk == got_alice["id"]
+    assert message.created.isoformat() == got_alice["created"]
+
+
+async def test_empty_text_is_ignored(make_user: MakeUser, session_cookie: Cookie) -> None:
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie) as ws:
+        assert (await ws.connect(timeout=wait()))[0]
+        await ws.send_json_to({"type": "message", "text": " \n "})
+        assert await ws.receive_nothing(timeout=wait(0.2))
+    assert await stored_messages() == []
+
+
+async def test_text_too_long_gets_an_error_and_the_connection_stays(
+    make_user: MakeUser, session_cookie: Cookie
+) -> None:
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie) as ws:
+        assert (await ws.connect(timeout=wait()))[0]
+        await ws.send_json_to({"type": "message", "text": "x" * (MAX_TEXT_CHARS + 1)})
+        error = await ws.receive_json_from(timeout=wait())
+        assert error["type"] == "error"
+        assert error["code"] == "text_too_long"
+        await ws.send_json_to({"type": "message", "text": "x" * MAX_TEXT_CHARS})
+        assert len((await ws.receive_json_from(timeout=wait()))["text"]) == MAX_TEXT_CHARS
+    assert len(await stored_messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "is_text"),
+    [
+        ("not json", True),
+        ("[1, 2]", True),
+        (json.dumps({"type": "message"}), True),
+        (json.dumps({"type": "message", "text": 5}), True),
+        (json.dumps({"type": "typing"}), True),
+        (b"\x00binary", False),
+    ],
+)
+async def test_malformed_frame_is_closed_with_1008(
+    make_user: MakeUser, session_cookie: Cookie, frame: str | bytes, is_text: bool
+) -> None:
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie) as ws:
+        assert (await ws.connect(timeout=wait()))[0]
+        if is_text:
+            await ws.send_to(text_data=frame)
+        else:
+            await ws.send_to(bytes_data=frame)
+        assert await closed_with(ws) == CloseCode.POLICY_VIOLATION
+    assert await stored_messages() == []
+
+
+async def test_frame_over_the_maximum_size_is_closed_with_1009(
+    make_user: MakeUser, session_cookie: Cookie, settings: Any
+) -> None:
+    settings.WEBSOCKET_MAX_MESSAGE_BYTES = 200
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie) as ws:
+        assert (await ws.connect(timeout=wait()))[0]
+        fits = json.dumps({"type": "message", "text": "a" * 150})
+        await ws.send_to(text_data=fits)
+        assert (await ws.receive_json_from(timeout=wait()))["text"] == "a" * 150
+        # 100 two-byte characters: 140 characters but over 200 UTF-8 bytes.
+        over = json.dumps({"type": "message", "text": "\u00e9" * 100}, ensure_ascii=False)
+        assert len(over) <= 200 < len(over.encode())
+        await ws.send_to(text_data=over)
+        assert await closed_with(ws) == CloseCode.MESSAGE_TOO_BIG
+    assert len(await stored_messages()) == 1
