@@ -302,6 +302,7 @@ def render_haproxy(options: StackOptions, layout: RunLayout, open_files: int) ->
 global
     maxconn {max((open_files - 64) // 2, 512)}
     pidfile {layout.root}/haproxy.pid
+    stats socket {layout.haproxy_socket} mode 600 level user
 
 defaults
     mode http

@@ -44,6 +44,31 @@ def worker_health(socket_path: Path, timeout: float = 2.0) -> dict[str, Any] | N
     return answer if isinstance(answer, dict) else None
 
 
+def haproxy_servers_up(stats_socket: Path, timeout: float = 2.0) -> dict[str, bool]:
+    """``{server: is_up}`` for every server HAProxy's stats socket lists (empty: no answer)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(stats_socket))
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return {}
+    lines = b"".join(chunks).decode(errors="replace").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    header = lines[0][2:].split(",")
+    name, status = header.index("svname"), header.index("status")
+    servers = {}
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) > status and fields[name] not in ("FRONTEND", "BACKEND"):
+            servers[fields[name]] = fields[status] == "UP"
+    return servers
+
+
 def http_status(host: str, port: int, path: str = "/healthz", timeout: float = 2.0) -> int | None:
     """The HTTP status of ``GET path`` on ``host:port``, or None when nothing answers."""
     try:

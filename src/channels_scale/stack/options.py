@@ -132,6 +132,10 @@ class RunLayout:
         return self.root / "haproxy.cfg"
 
     @property
+    def haproxy_socket(self) -> Path:
+        return self.root / "haproxy.sock"
+
+    @property
     def state_file(self) -> Path:
         return self.root / "stack.json"
 

@@ -25,7 +25,7 @@ from channels_scale.stack.configs import (
     render_supervisord,
     worker_environment,
 )
-from channels_scale.stack.health import http_status, worker_health
+from channels_scale.stack.health import haproxy_servers_up, http_status, worker_health
 from channels_scale.stack.options import MAX_SOCKET_PATH, RunLayout, StackOptions
 from channels_scale.stack.processes import children_of, kill_all, processes_mentioning
 
@@ -49,7 +49,14 @@ print(json.dumps({"static_url": static_url, "static_root": static_root}))
 
 
 def find_binary(name: str) -> str | None:
-    """``name`` on PATH, beside this Python (a venv's bin), or in /usr/sbin (nginx, haproxy)."""
+    """Where program ``name`` is, or None.
+
+    ``CHANNELS_SCALE_<NAME>`` (e.g. ``CHANNELS_SCALE_NGINX=/opt/nginx/sbin/nginx``) wins when set;
+    then beside this Python (a venv's bin), PATH, and /usr/sbin (nginx, haproxy).
+    """
+    override = os.environ.get("CHANNELS_SCALE_" + name.upper().replace("-", "_"))
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
     beside = Path(sys.executable).parent / name
     if beside.exists():
         return str(beside)
@@ -330,7 +337,11 @@ class Stack:
             if not self.running():
                 raise StackError(f"supervisord exited: {self._tail('supervisord.log')}")
             workers_up = all(worker_health(path, timeout=1) is not None for path in sockets)
-            if workers_up and http_status(self.options.host, self.options.port, timeout=1) == 200:
+            if (
+                workers_up
+                and http_status(self.options.host, self.options.port, timeout=1) == 200
+                and self._lb_sees_every_worker()
+            ):
                 return
             if time.monotonic() > deadline:
                 missing = [p.name for p in sockets if worker_health(p, timeout=1) is None]
@@ -342,6 +353,16 @@ class Stack:
                 )
                 raise StackError(f"stack did not come up within {START_TIMEOUT_S:.0f} s: {detail}")
             time.sleep(0.1)
+
+    def _lb_sees_every_worker(self) -> bool:
+        """HAProxy marks a server down until a health check passes: wait for all to be up.
+
+        nginx has no such state (a refused socket is retried on the next server).
+        """
+        if self.options.lb != "haproxy":
+            return True
+        servers = haproxy_servers_up(self.layout.haproxy_socket)
+        return len(servers) == self.options.workers and all(servers.values())
 
     def _tail(self, log_name: str, lines: int = 5) -> str:
         path = self.layout.logs / log_name

@@ -1,0 +1,105 @@
+"""Bad input to ``channels-scale up``/``status``: one clear line, exit code 2, nothing left running."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from channels_scale.net import free_port
+from channels_scale.stack.processes import processes_mentioning
+from tests.stack.conftest import run_cli
+
+
+def _assert_clean_failure(done: object, run_dir: Path, expected: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr  # type: ignore[attr-defined]
+    stderr = done.stderr.strip()  # type: ignore[attr-defined]
+    assert expected in stderr
+    assert len(stderr.splitlines()) == 1 or "usage:" in stderr
+    assert processes_mentioning(str(run_dir.resolve())) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--workers", "0"], "--workers: must be at least 1"),
+        (["--lb", "apache"], "invalid choice: 'apache'"),
+        (["--layer", "nope"], "invalid choice: 'nope'"),
+        (["--port", "70000"], "must be at most 65535"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_flags_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = run_cli("up", "--run-dir", str(tmp_path / "run"), *args)
+    _assert_clean_failure(done, tmp_path / "run", expected)
+
+
+def test_unknown_app(tmp_path: Path, example_env: dict[str, str]) -> None:
+    run = tmp_path / "run"
+    done = run_cli("up", "--app", "nosuchmodule.asgi:application", "--run-dir", str(run),
+                   "--port", str(free_port()), env=example_env)  # fmt: skip
+    _assert_clean_failure(done, run, "cannot load --app nosuchmodule.asgi:application")
+    assert "No module named 'nosuchmodule'" in done.stderr
+
+
+def test_app_without_colon(tmp_path: Path) -> None:
+    done = run_cli("up", "--app", "config.asgi", "--run-dir", str(tmp_path / "r"))
+    _assert_clean_failure(done, tmp_path / "r", "must be MODULE:ATTRIBUTE")
+
+
+def test_port_in_use(tmp_path: Path, example_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = tmp_path / "run"
+        done = run_cli("up", "--port", str(port), "--run-dir", str(run), env=example_env)
+    _assert_clean_failure(done, run, f"port {port} on 127.0.0.1 is in use")
+
+
+@pytest.mark.parametrize(
+    ("variable", "flags", "expected"),
+    [
+        ("CHANNELS_SCALE_NGINX", [], "nginx is not installed"),
+        ("CHANNELS_SCALE_HAPROXY", ["--lb", "haproxy"], "haproxy is not installed"),
+        ("CHANNELS_SCALE_REDIS_SERVER", [], "redis-server is not installed"),
+    ],
+)
+def test_missing_program(
+    tmp_path: Path, example_env: dict[str, str], variable: str, flags: list[str], expected: str
+) -> None:
+    env = {**example_env, variable: str(tmp_path / "not-there")}
+    run = tmp_path / "run"
+    done = run_cli("up", "--port", str(free_port()), "--run-dir", str(run), *flags, env=env)
+    _assert_clean_failure(done, run, expected)
+
+
+def test_run_dir_not_writable(tmp_path: Path, example_env: dict[str, str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    run = blocker / "run"
+    done = run_cli("up", "--port", str(free_port()), "--run-dir", str(run), env=example_env)
+    assert done.returncode == 2
+    assert f"run directory {run} is not writable" in done.stderr
+
+
+def test_redis_that_does_not_answer(tmp_path: Path, example_env: dict[str, str]) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    run = tmp_path / "run"
+    done = run_cli("up", "--redis", url, "--port", str(free_port()), "--run-dir", str(run),
+                   env=example_env)  # fmt: skip
+    _assert_clean_failure(done, run, f"Redis at {url} does not answer")
+
+
+def test_status_of_a_run_dir_without_stack(tmp_path: Path) -> None:
+    done = run_cli("status", "--run-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "no stack was started in" in done.stderr
+
+
+def test_no_command_exits_2() -> None:
+    done = run_cli()
+    assert done.returncode == 2
+    assert os.path.basename("usage:") in done.stderr
