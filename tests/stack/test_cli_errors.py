@@ -1,4 +1,4 @@
-"""Bad input to ``channels-scale up``/``status``: one clear line, exit code 2, nothing left running."""
+"""Bad input to ``channels-scale up``/``status``: one line, exit code 2, nothing left running."""
 
 from __future__ import annotations
 
