@@ -1,0 +1,132 @@
+"""Bounded per-channel buffers with an explicit overflow policy (pure: no I/O).
+
+Each process-specific channel of a process has one :class:`ChannelBuffer`. Deliveries that
+arrive through pub/sub cannot push back on their sender, so when a buffer is full the
+:class:`OverflowPolicy` decides what is lost: the oldest message (default; a slow consumer then
+sees the newest state) or the newest. Every drop is counted in the buffer (``dropped``) and can be
+announced to the consumer by a notice message returned by the next ``receive()`` (see
+``overflow_notice_type``), so it can close a client that cannot keep up instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from typing import Any
+
+from channels_scale.exceptions import ConfigError
+
+Message = dict[str, Any]
+#: ``(expires_at, message)``; one entry object is shared by all local members of a group message
+Entry = tuple[float, Message]
+
+
+class OverflowPolicy(enum.Enum):
+    """What a full buffer does with one more message."""
+
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+    @classmethod
+    def parse(cls, value: str | OverflowPolicy) -> OverflowPolicy:
+        """Accept an instance or its string value.
+
+        Raises:
+            ConfigError: unknown policy name.
+        """
+        if isinstance(value, OverflowPolicy):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(p.value for p in cls)
+            raise ConfigError(
+                f"unknown overflow policy {value!r}: choose one of {choices}"
+            ) from None
+
+
+class ChannelBuffer:
+    """Messages waiting for one local channel, oldest first, at most ``capacity`` of them.
+
+    ``waiters`` holds the futures of ``receive()`` calls blocked on this channel; the layer sets
+    the first one when a message arrives. The buffer itself never awaits anything.
+    """
+
+    __slots__ = (
+        "_items",
+        "_unreported",
+        "capacity",
+        "drop_oldest",
+        "dropped",
+        "expired",
+        "touched",
+        "waiters",
+    )
+
+    def __init__(self, capacity: int, policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST) -> None:
+        self.capacity = max(capacity, 1)
+        self.drop_oldest = policy is OverflowPolicy.DROP_OLDEST
+        self._items: deque[Entry] = deque()
+        self._unreported = 0
+        #: messages lost to the overflow policy since the buffer was created
+        self.dropped = 0
+        #: messages dropped because they were past their expiry when taken
+        self.expired = 0
+        #: set by every offer/take; the layer's housekeeping clears it to find idle buffers
+        self.touched = True
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def is_full(self) -> bool:
+        """True when one more :meth:`offer` would drop a message."""
+        return len(self._items) >= self.capacity
+
+    def offer(self, entry: Entry) -> bool:
+        """Add ``entry``, applying the overflow policy; False when a message was dropped."""
+        self.touched = True
+        items = self._items
+        if len(items) < self.capacity:
+            items.append(entry)
+            return True
+        self.dropped += 1
+        self._unreported += 1
+        if self.drop_oldest:
+            items.popleft()
+            items.append(entry)
+        return False
+
+    def take(self, now: float, notice_type: str | None = None) -> Message | None:
+        """The oldest unexpired message, or None when there is none.
+
+        When ``notice_type`` is set and messages were dropped since the last call, returns first
+        ``{"type": notice_type, "dropped": <since last notice>, "total_dropped": <all>}``.
+        """
+        self.touched = True
+        if notice_type is not None and self._unreported:
+            count, self._unreported = self._unreported, 0
+            return {"type": notice_type, "dropped": count, "total_dropped": self.dropped}
+        items = self._items
+        while items:
+            expires_at, message = items.popleft()
+            if expires_at >= now:
+                return message
+            self.expired += 1
+        return None
+
+    def purge_expired(self, now: float) -> int:
+        """Drop expired messages at the head (messages are in expiry order); returns how many."""
+        items = self._items
+        count = 0
+        while items and items[0][0] < now:
+            items.popleft()
+            count += 1
+        self.expired += count
+        return count
+
+    def clear(self) -> None:
+        """Forget every message (``flush``); waiters keep waiting."""
+        self._items.clear()
+        self._unreported = 0

@@ -1,0 +1,92 @@
+"""Wire format of the layer (pure: no I/O): one msgpack array per frame.
+
+A frame is ``[kind, origin, seq, expires_at, target, payload]``:
+
+- ``kind``: :data:`MESSAGE` (to one channel), :data:`GROUP` (to every member of a group),
+  :data:`GROUP_ADD` / :data:`GROUP_DISCARD` (control messages routed to a channel's owner);
+- ``origin``: the sending inbox id (a process' event loop), ``seq``: its per-destination counter,
+  used by receivers to count messages lost in a gap (see :class:`~.stats.GapDetector`);
+- ``expires_at``: UNIX time after which the message is dropped instead of delivered;
+- ``target``: the channel name (MESSAGE, GROUP_ADD, GROUP_DISCARD) or the group name (GROUP);
+- ``payload``: the message dict, or the group name for control frames.
+
+The whole frame is packed once per ``send``/``group_send`` and unpacked once per receiving
+process, whatever the number of local members.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from channels_scale.exceptions import MessageTooLarge
+
+MESSAGE = 0
+GROUP = 1
+GROUP_ADD = 2
+GROUP_DISCARD = 3
+
+Message = dict[str, Any]
+
+
+class Frame(NamedTuple):
+    """A decoded frame."""
+
+    kind: int
+    origin: str
+    seq: int
+    expires_at: float
+    target: str
+    payload: Any
+
+
+def pack_frame(
+    kind: int,
+    origin: str,
+    seq: int,
+    expires_at: float,
+    target: str,
+    payload: Any,
+    max_size: int,
+) -> bytes:
+    """Encode a frame.
+
+    Raises:
+        MessageTooLarge: the encoded frame is over ``max_size`` bytes.
+        TypeError: the payload holds something msgpack cannot encode.
+    """
+    data: bytes = msgpack.packb([kind, origin, seq, expires_at, target, payload], use_bin_type=True)
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            f"message is {len(data)} bytes encoded, over max_message_size={max_size}"
+        )
+    return data
+
+
+def unpack_frame(data: bytes) -> Frame:
+    """Decode a frame.
+
+    Raises:
+        ValueError: ``data`` is not a frame of this layer.
+    """
+    try:
+        items = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return Frame(*items)
+    except (TypeError, ValueError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a channels_scale frame: {exc}") from exc
+
+
+def copy_message(message: Message, max_size: int) -> Message:
+    """A deep copy of ``message`` through the codec, as a remote receiver would see it.
+
+    Used for sends inside one process, so the receiver never shares objects with the sender and
+    the same size and type rules apply as for remote sends.
+    """
+    data: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            f"message is {len(data)} bytes encoded, over max_message_size={max_size}"
+        )
+    copied: Message = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return copied

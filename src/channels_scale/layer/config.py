@@ -1,0 +1,142 @@
+"""Layer configuration: parsing and checking the ``CONFIG`` dict (pure: no I/O).
+
+``hosts`` accepts what channels_redis accepts: ``redis://``/``rediss://``/``unix://`` URL strings
+(password, ACL user, db and TLS come from the URL), ``(host, port)`` pairs, and dicts, either
+``{"address": url, **pool_kwargs}`` or ``{"host": ..., "port": ..., **pool_kwargs}``. Several
+hosts are independent shards chosen by jump consistent hash. Sentinel and Redis Cluster are not
+supported yet; their configs are refused with a clear error instead of being misread.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from channels_scale.exceptions import ConfigError
+from channels_scale.layer.buffer import OverflowPolicy
+
+DEFAULT_HOST = "redis://localhost:6379"
+_URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One shard: a URL (or None) plus keyword arguments for the redis-py connection pool."""
+
+    url: str | None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """Where this host is, without its password (for logs and errors)."""
+        if self.url is not None:
+            parsed = urlparse(self.url)
+            netloc = parsed.hostname or parsed.path
+            return f"{parsed.scheme}://{netloc}:{parsed.port or ''}"
+        return f"{self.kwargs.get('host', 'localhost')}:{self.kwargs.get('port', 6379)}"
+
+
+def _check_url(url: str) -> str:
+    scheme = urlparse(url).scheme
+    if scheme not in _URL_SCHEMES:
+        raise ConfigError(f"Redis host URL {url!r} must start with redis://, rediss:// or unix://")
+    return url
+
+
+def decode_hosts(hosts: Any) -> tuple[HostConfig, ...]:
+    """Normalise the ``hosts`` option into one :class:`HostConfig` per shard.
+
+    Raises:
+        ConfigError: a bare string instead of a list, an unknown entry type, a bad URL scheme, or
+            a Sentinel config (not supported yet).
+    """
+    if not hosts:
+        return (HostConfig(DEFAULT_HOST),)
+    if isinstance(hosts, (str, bytes)):
+        raise ConfigError("hosts must be a list of Redis hosts, even if there is only one")
+    result: list[HostConfig] = []
+    for entry in hosts:
+        if isinstance(entry, str):
+            result.append(HostConfig(_check_url(entry)))
+        elif isinstance(entry, Mapping):
+            kwargs = dict(entry)
+            if "master_name" in kwargs or "sentinels" in kwargs:
+                raise ConfigError("Redis Sentinel hosts are not supported by this layer yet")
+            address = kwargs.pop("address", None)
+            if address is not None:
+                if not isinstance(address, str):
+                    raise ConfigError(f"host address must be a URL string, not {address!r}")
+                result.append(HostConfig(_check_url(address), kwargs))
+            else:
+                result.append(HostConfig(None, kwargs))
+        elif isinstance(entry, Sequence) and len(entry) == 2:
+            result.append(HostConfig(None, {"host": entry[0], "port": int(entry[1])}))
+        else:
+            raise ConfigError(f"cannot understand Redis host {entry!r}")
+    return tuple(result)
+
+
+def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise ConfigError(f"{name} must be a positive {'integer' if integer else 'number'}")
+    return value
+
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """Every option of :class:`~channels_scale.layer.RedisChannelLayer`, checked."""
+
+    hosts: tuple[HostConfig, ...] = (HostConfig(DEFAULT_HOST),)
+    prefix: str = "asgi"
+    expiry: float = 60
+    group_expiry: int = 86400
+    capacity: int = 100
+    max_message_size: int = 1024 * 1024
+    send_timeout: float = 10.0
+    overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    overflow_notice_type: str | None = None
+    pool_size: int = 64
+    health_check_interval: float = 5.0
+    backoff_base: float = 0.05
+    backoff_cap: float = 5.0
+
+    @classmethod
+    def build(cls, **options: Any) -> LayerConfig:
+        """Check ``options`` (the layer's keyword arguments, minus ``channel_capacity``).
+
+        Raises:
+            ConfigError: an unknown option or a bad value.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown channel layer option(s): {', '.join(unknown)}")
+        if "hosts" in options:
+            options["hosts"] = decode_hosts(options["hosts"])
+        if "overflow" in options:
+            options["overflow"] = OverflowPolicy.parse(options["overflow"])
+        prefix = options.get("prefix", cls.prefix)
+        if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+            raise ConfigError("prefix must be a non-empty string of letters, digits, _ . -")
+        for name in (
+            "expiry",
+            "send_timeout",
+            "health_check_interval",
+            "backoff_base",
+            "backoff_cap",
+        ):
+            if name in options:
+                _positive(name, options[name])
+        for name in ("group_expiry", "capacity", "max_message_size", "pool_size"):
+            if name in options:
+                _positive(name, options[name], integer=True)
+        notice = options.get("overflow_notice_type")
+        if notice is not None and not isinstance(notice, str):
+            raise ConfigError("overflow_notice_type must be a message type string or None")
+        return cls(**options)
