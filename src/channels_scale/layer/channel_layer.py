@@ -1,0 +1,222 @@
+"""``RedisChannelLayer``: the Channels-facing object, one :class:`LoopLayer` per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import types
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+from channels_scale.layer.codec import Message
+from channels_scale.layer.config import LayerConfig
+from channels_scale.layer.loop_layer import LoopLayer
+from channels_scale.layer.stats import Counters
+
+
+class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    """A Channels layer on Redis with O(1) Redis work per group message.
+
+    Configure it as any Channels layer::
+
+        CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_scale.layer.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://:password@127.0.0.1:6379/0"]},
+        }}
+
+    Guarantees (see ``docs/layer.md`` for the design):
+
+    - **Delivery.** Messages to process-specific channels (``new_channel()`` names, with ``!``)
+      and group messages travel by Redis pub/sub: *at most once*. They are lost when the
+      receiving process is disconnected from Redis (counted in :meth:`stats` as ``lost_gap``
+      once later messages reveal the gap), when they expire (``expiry`` seconds) before a
+      ``receive()`` takes them, or when the channel's local buffer is full. Normal channels
+      (no ``!``) are Redis lists: each message goes to exactly one ``receive()`` of any process.
+    - **Ordering.** Messages from one sender (one task awaiting each call) to one channel arrive
+      in the order sent.
+    - **Full.** ``send()`` raises :class:`~channels_scale.exceptions.ChannelFull` when a normal
+      channel, or a channel of the sending process, is at capacity. For deliveries the sender
+      cannot wait for (group messages, another process' channels) the receiver applies
+      ``overflow`` (default ``"drop_oldest"``), counts the drop, and can tell the consumer with a
+      message of type ``overflow_notice_type``.
+    - **Redis down.** ``receive()`` never raises for it: receivers wait while the layer
+      reconnects (exponential backoff, full jitter) and resubscribes. Senders retry for
+      ``send_timeout`` seconds, then raise :class:`~channels_scale.exceptions.LayerUnavailable`.
+    - **Cancellation.** Cancelling a pending ``receive()`` loses no message.
+    - **Loops.** Usable from any number of event loops (``async_to_sync`` in threads); each
+      loop has its own connections and inbox, closed with the loop.
+
+    Members of a group in one process receive the same decoded message dict: treat received
+    messages as read-only (Channels consumers do).
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: Any = None,
+        prefix: str = "asgi",
+        expiry: float = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+        serializer_format: str = "msgpack",
+        **options: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        if serializer_format != "msgpack":
+            from channels_scale.exceptions import ConfigError
+
+            raise ConfigError("serializer_format: only 'msgpack' is supported")
+        self.config = LayerConfig.build(
+            hosts=hosts,
+            prefix=prefix,
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            **options,
+        )
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.group_expiry = group_expiry
+        self._layers: dict[asyncio.AbstractEventLoop, LoopLayer] = {}
+        self._lock = threading.Lock()
+        self._retired = Counters()
+
+    # -- per-loop layers -------------------------------------------------------------------
+
+    def _layer(self) -> LoopLayer:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            with self._lock:
+                layer = self._layers.get(loop)
+                if layer is None:
+                    layer = self._layers[loop] = LoopLayer(self)
+                    self._close_with(loop)
+        return layer
+
+    def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close this loop's layer when the loop closes (asgiref closes each temporary loop)."""
+        original = loop.close
+        owner = self
+
+        def close(self: asyncio.AbstractEventLoop) -> None:
+            layer = owner._layers.get(loop)
+            if layer is not None and not loop.is_running():
+                loop.run_until_complete(owner._retire(loop, layer))
+            loop.close = original  # type: ignore[method-assign]
+            original()
+
+        loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+
+    async def _retire(self, loop: asyncio.AbstractEventLoop, layer: LoopLayer) -> None:
+        with self._lock:
+            if self._layers.get(loop) is layer:
+                del self._layers[loop]
+            for name, value in layer.counters.as_dict().items():
+                setattr(self._retired, name, getattr(self._retired, name) + value)
+        await layer.aclose()
+
+    # -- Channels layer API ----------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A new process-specific channel name, ``"<prefix><inbox>!<token>"``.
+
+        All channels of one process (event loop) share its inbox: one pub/sub subscription for
+        all of them. Only this event loop may ``receive()`` on it.
+        """
+        return await self._layer().new_channel(prefix)
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Send ``message`` (a msgpack-encodable dict) to ``channel``.
+
+        Raises:
+            TypeError: bad channel name or message type.
+            ChannelFull: the channel is a normal channel or a channel of this process, and full.
+            MessageTooLarge: the encoded message is over ``max_message_size``.
+            LayerUnavailable: Redis unreachable for ``send_timeout`` seconds.
+        """
+        self.require_valid_channel_name(channel)
+        if not isinstance(message, dict):
+            raise TypeError("message must be a dict")
+        await self._layer().send(channel, message)
+
+    async def receive(self, channel: str) -> Message:
+        """Wait for the next message on ``channel`` and return it.
+
+        Never raises because Redis is down. Cancelling it loses no message. When several
+        ``receive()`` wait on one channel, one of them gets each message.
+        """
+        self.require_valid_channel_name(channel)
+        return await self._layer().receive(channel)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (renews its membership for ``group_expiry`` seconds).
+
+        A channel of this process joins at once (and the process subscribes to the group
+        if it is the first local member). A channel of another process is added by its owner
+        when it receives the control message (asynchronously). A normal channel is recorded in
+        Redis.
+
+        Raises:
+            LayerUnavailable: the channel is not local and Redis stayed unreachable.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        await self._layer().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; the process unsubscribes after its last member."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        await self._layer().group_discard(group, channel)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Send ``message`` to every member of ``group``: one ``PUBLISH`` whatever the members.
+
+        Raises:
+            TypeError: bad group name or message type.
+            MessageTooLarge: the encoded message is over ``max_message_size``.
+            LayerUnavailable: Redis unreachable for ``send_timeout`` seconds (members in this
+                process were served already).
+        """
+        self.require_valid_group_name(group)
+        if not isinstance(message, dict):
+            raise TypeError("message must be a dict")
+        await self._layer().group_send(group, message)
+
+    async def flush(self) -> None:
+        """Delete every Redis key of this prefix, and this loop's buffers and groups."""
+        await self._layer().flush()
+
+    async def close(self) -> None:
+        """Close the current loop's connections (a later call opens new ones)."""
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is not None:
+            await self._retire(loop, layer)
+
+    # -- observability -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters summed over every event loop (see :class:`~.stats.Counters`), plus gauges."""
+        total = Counters(**self._retired.as_dict())
+        gauges: dict[str, int] = {}
+        for layer in list(self._layers.values()):
+            for name, value in layer.counters.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
+            for name, value in layer.gauges().items():
+                gauges[name] = gauges.get(name, 0) + value
+        return {**total.as_dict(), **gauges}
+
+    def channel_info(self, channel: str) -> dict[str, int]:
+        """``buffered``, ``dropped``, ``expired`` and ``capacity`` of a local channel.
+
+        A consumer can check ``dropped`` to close a client that does not keep up.
+        """
+        for layer in list(self._layers.values()):
+            info = layer.channel_info(channel)
+            if info["capacity"]:
+                return info
+        return {"buffered": 0, "dropped": 0, "expired": 0, "capacity": 0}

@@ -1,0 +1,136 @@
+"""Connections to one Redis shard, and the bounded retry used by every sending command.
+
+Three kinds of connection per shard and event loop, for three different jobs:
+
+- a :class:`~redis.asyncio.BlockingConnectionPool` of ``pool_size`` connections for commands
+  (publish, queue push, group records). A burst of 1,000 concurrent sends waits for a free
+  connection instead of raising ``MaxConnectionsError`` as redis-py 8's default pool (100
+  connections) does.
+- one dedicated pub/sub connection (see :mod:`.reader`), created with *no* socket timeout:
+  redis-py 8's default ``socket_timeout`` of 5 s kills idle blocking reads (channels_redis issue
+  #422); the reader detects dead connections with its own PING health check instead.
+- a pool for blocking pops of normal channels (``BLPOP`` with a short server-side timeout and a
+  socket timeout just above it), kept apart so long blocking calls never starve the command pool.
+
+redis-py's own retries are switched off (``Retry(NoBackoff(), 0)``): :meth:`Shard.call` retries with
+exponential backoff and full jitter for at most ``send_timeout``, then raises
+:class:`~channels_scale.exceptions.LayerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.exceptions
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from channels_scale.exceptions import LayerUnavailable
+from channels_scale.layer.backoff import full_jitter
+from channels_scale.layer.config import HostConfig, LayerConfig
+from channels_scale.layer.stats import Counters
+
+logger = logging.getLogger("channels_scale.layer")
+
+T = TypeVar("T")
+
+#: errors that mean "Redis is not reachable right now" (retry), as opposed to a bad command
+REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError while Redis restarts
+    redis.exceptions.TimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+#: server-side timeout of one BLPOP, seconds; a receive() loops over them, never raising
+BLOCKING_POP_TIMEOUT = 2.0
+
+
+def _pool_kwargs(host: HostConfig, config: LayerConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 10.0,
+        "max_connections": config.pool_size,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    kwargs.update(host.kwargs)
+    if kwargs.get("max_connections") is None:
+        kwargs["max_connections"] = config.pool_size
+    return kwargs
+
+
+def _make_pool(cls: type[ConnectionPool], host: HostConfig, kwargs: dict[str, Any]) -> Any:
+    if host.url is not None:
+        return cls.from_url(host.url, **kwargs)
+    return cls(**kwargs)
+
+
+class Shard:
+    """One Redis host as seen from one event loop: pools plus the retrying :meth:`call`."""
+
+    def __init__(self, index: int, host: HostConfig, config: LayerConfig, counters: Counters):
+        self.index = index
+        self.host = host
+        self.config = config
+        self.counters = counters
+        kwargs = _pool_kwargs(host, config)
+        # timeout=None: wait for a free connection; the caller's deadline bounds the wait
+        self.pool: BlockingConnectionPool = _make_pool(
+            BlockingConnectionPool, host, {**kwargs, "timeout": None}
+        )
+        self.client = Redis(connection_pool=self.pool)
+        blocking_kwargs = {
+            **kwargs,
+            "socket_timeout": BLOCKING_POP_TIMEOUT + 10.0,
+            "max_connections": 100_000,
+        }
+        self.blocking_pool: ConnectionPool = _make_pool(ConnectionPool, host, blocking_kwargs)
+        self.blocking_client = Redis(connection_pool=self.blocking_pool)
+
+    def pubsub_connection(self) -> AbstractConnection:
+        """A new, unconnected connection for the pub/sub reader: no socket timeout at all."""
+        kwargs = dict(self.pool.connection_kwargs)
+        kwargs["socket_timeout"] = None
+        connection: AbstractConnection = self.pool.connection_class(**kwargs)
+        return connection
+
+    async def call(self, operation: Callable[[Redis], Awaitable[T]], what: str) -> T:
+        """Run ``operation(client)``, retrying while Redis is unreachable, for ``send_timeout``.
+
+        Raises:
+            LayerUnavailable: Redis was unreachable for the whole ``send_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.send_timeout
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    return await operation(self.client)
+            except REDIS_DOWN_ERRORS as exc:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    self.counters.send_failed += 1
+                    raise LayerUnavailable(
+                        f"{what}: Redis at {self.host.describe()} unreachable for "
+                        f"{self.config.send_timeout:g} s ({exc})"
+                    ) from exc
+                self.counters.send_retries += 1
+                delay = full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
+                attempt += 1
+                await asyncio.sleep(min(delay, remaining))
+
+    async def aclose(self) -> None:
+        """Close every pooled connection (the pub/sub reader closes its own)."""
+        for client in (self.client, self.blocking_client):
+            try:
+                await client.aclose(close_connection_pool=True)
+            except Exception:  # closing is best effort: the server may be gone
+                logger.debug("error closing Redis pool", exc_info=True)

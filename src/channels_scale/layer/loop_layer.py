@@ -1,0 +1,518 @@
+"""The layer as seen from one event loop: local buffers, local groups, Redis I/O.
+
+:class:`~channels_scale.layer.RedisChannelLayer` keeps one :class:`LoopLayer` per event loop
+(redis-py connections belong to the loop that made them). Each loop layer has its own inbox id,
+so "the process" in the docs means "one event loop of a process"; a server runs one loop.
+
+Paths, cheapest first:
+
+- ``send`` to a channel of this loop's inbox: copy through the codec into the local buffer, wake
+  one waiting ``receive``; no Redis.
+- ``group_send``: pack once, deliver to local members, one pipelined ``PUBLISH`` (+ a lookup of
+  the group's queue members) on the group's shard. Every process subscribed to the group unpacks
+  the frame once and puts the *same* message dict into each local member's buffer.
+- ``send`` to another process' channel: one ``PUBLISH`` to its inbox.
+- ``send`` to a normal channel: one ``EVALSHA`` (capacity check + ``RPUSH`` + expiry);
+  ``receive`` on it runs a blocking-pop task while someone waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from channels_scale.exceptions import ChannelFull
+from channels_scale.layer import codec
+from channels_scale.layer.buffer import ChannelBuffer, Entry
+from channels_scale.layer.codec import Message
+from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Shard
+from channels_scale.layer.naming import (
+    Keys,
+    inbox_of,
+    make_channel_name,
+    new_inbox_id,
+    random_token,
+)
+from channels_scale.layer.reader import PubSubReader
+from channels_scale.layer.sharding import ShardRouter
+from channels_scale.layer.stats import Counters, GapDetector
+
+if TYPE_CHECKING:
+    from channels_scale.layer.channel_layer import RedisChannelLayer
+
+logger = logging.getLogger("channels_scale.layer")
+
+# KEYS[1] queue; ARGV frame, capacity, expiry in ms. Returns 0 when full.
+_QUEUE_PUSH = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+#: how long an idle blocking-pop task lingers for the next receive() before it stops, seconds
+PULLER_LINGER = 10.0
+
+
+class LoopLayer:
+    """All state and I/O of the layer for one event loop."""
+
+    def __init__(self, owner: RedisChannelLayer) -> None:
+        self.owner = owner
+        config = self.config = owner.config
+        self.counters = Counters()
+        self.keys = Keys(config.prefix)
+        self.router = ShardRouter(len(config.hosts))
+        self.inbox_id = new_inbox_id()
+        self.shards = [Shard(i, h, config, self.counters) for i, h in enumerate(config.hosts)]
+        self._readers: dict[int, PubSubReader] = {}
+        self._inbox_channel = self.keys.inbox(self.inbox_id).encode()
+        self._inbox_shard = self.router.shard_for(self.inbox_id)
+        self._buffers: dict[str, ChannelBuffer] = {}
+        # group -> {channel: time added}, in the order added (oldest first, for group_expiry)
+        self._groups: dict[str, dict[str, float]] = {}
+        self._seq: dict[str, int] = {}
+        self._gaps = GapDetector()
+        self._pullers: dict[str, asyncio.Task[None]] = {}
+        self._demand: dict[str, asyncio.Event] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._scripts = [shard.client.register_script(_QUEUE_PUSH) for shard in self.shards]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _reader(self, shard: int) -> PubSubReader:
+        reader = self._readers.get(shard)
+        if reader is None:
+            reader = self._readers[shard] = PubSubReader(
+                self.shards[shard], self._on_pubsub, self.config, self.counters
+            )
+        return reader
+
+    def _next_seq(self, key: str) -> int:
+        seq = self._seq.get(key, 0) + 1
+        if seq == 1 and len(self._seq) >= 100_000:
+            self._seq.clear()  # receivers follow a restart at 1
+        self._seq[key] = seq
+        return seq
+
+    def _buffer(self, channel: str) -> ChannelBuffer:
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            buffer = self._buffers[channel] = ChannelBuffer(
+                self.owner.get_capacity(channel), self.config.overflow
+            )
+            if self._housekeeping is None:
+                self._housekeeping = asyncio.get_running_loop().create_task(self._sweep())
+        return buffer
+
+    @staticmethod
+    def _wake(buffer: ChannelBuffer) -> None:
+        waiters = buffer.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- delivery into local buffers (the hot path) ---------------------------------------
+
+    def _deliver(self, channel: str, entry: Entry) -> None:
+        buffer = self._buffers.get(channel) or self._buffer(channel)
+        if buffer.offer(entry):
+            self.counters.delivered += 1
+        else:
+            self.counters.dropped_overflow += 1
+        if buffer.waiters:
+            self._wake(buffer)
+
+    def _fanout(self, group: str, entry: Entry) -> None:
+        members = self._groups.get(group)
+        if not members:
+            return
+        if time.time() - next(iter(members.values())) > self.config.group_expiry:
+            self._prune_group(group, members)
+            if not members:
+                return
+        buffers = self._buffers
+        dropped = 0
+        for channel in members:
+            buffer = buffers.get(channel) or self._buffer(channel)
+            if not buffer.offer(entry):
+                dropped += 1
+            if buffer.waiters:
+                self._wake(buffer)
+        self.counters.delivered += len(members) - dropped
+        self.counters.dropped_overflow += dropped
+
+    def _prune_group(self, group: str, members: dict[str, float]) -> None:
+        limit = time.time() - self.config.group_expiry
+        for channel, added in list(members.items()):
+            if added >= limit:
+                break
+            del members[channel]
+        if not members:
+            self._drop_group(group)
+
+    def _drop_group(self, group: str) -> None:
+        self._groups.pop(group, None)
+        self._gaps.forget(group)
+        self._spawn(
+            self._reader(self.router.shard_for(group)).unsubscribe(self.keys.group(group).encode())
+        )
+
+    def _on_pubsub(self, channel: bytes, data: bytes) -> None:
+        try:
+            frame = codec.unpack_frame(data)
+        except ValueError:
+            self.counters.bad_frames += 1
+            return
+        self.counters.received += 1
+        kind = frame.kind
+        if kind == codec.GROUP:
+            if frame.origin == self.inbox_id:
+                return  # delivered locally by group_send already
+            if not self._check_seq(frame.target, frame):
+                return
+            self._fanout(frame.target, (frame.expires_at, frame.payload))
+            return
+        if not self._check_seq("", frame):
+            return
+        if kind == codec.MESSAGE:
+            self._deliver(frame.target, (frame.expires_at, frame.payload))
+        elif kind == codec.GROUP_ADD:
+            self._spawn(self._local_group_add(frame.payload, frame.target))
+        elif kind == codec.GROUP_DISCARD:
+            self._local_group_discard(frame.payload, frame.target)
+        else:
+            self.counters.bad_frames += 1
+
+    def _check_seq(self, key: str, frame: codec.Frame) -> bool:
+        deliver, lost = self._gaps.observe(key, frame.origin, frame.seq)
+        if lost:
+            self.counters.lost_gap += lost
+        return deliver
+
+    # -- process-specific channels ------------------------------------------------------------
+
+    async def new_channel(self, prefix: str) -> str:
+        await self._reader(self._inbox_shard).subscribe(self._inbox_channel)
+        channel = make_channel_name(prefix, self.inbox_id, random_token(12))
+        self._buffer(channel)
+        return channel
+
+    async def send(self, channel: str, message: Message) -> None:
+        config = self.config
+        if "!" in channel:
+            inbox = inbox_of(channel)
+            if inbox == self.inbox_id:
+                copied = codec.copy_message(message, config.max_message_size)
+                buffer = self._buffer(channel)
+                if buffer.is_full():
+                    raise ChannelFull(channel)
+                self._deliver(channel, (time.time() + config.expiry, copied))
+                return
+            key = self.keys.inbox(inbox)
+            frame = codec.pack_frame(
+                codec.MESSAGE,
+                self.inbox_id,
+                self._next_seq(key),
+                time.time() + config.expiry,
+                channel,
+                message,
+                config.max_message_size,
+            )
+            await self._publish(self.router.shard_for(inbox), key, frame)
+            return
+        frame = codec.pack_frame(
+            codec.MESSAGE,
+            self.inbox_id,
+            0,
+            time.time() + config.expiry,
+            channel,
+            message,
+            config.max_message_size,
+        )
+        if not await self._queue_push(channel, frame):
+            raise ChannelFull(channel)
+
+    async def _publish(self, shard: int, key: str, frame: bytes) -> None:
+        receivers: int = await self.shards[shard].call(
+            lambda client: client.publish(key, frame), "send"
+        )
+        self.counters.published += 1
+        if not receivers:
+            self.counters.undeliverable += 1
+
+    async def receive(self, channel: str) -> Message:
+        buffer = self._buffers.get(channel) or self._buffer(channel)
+        notice = self.config.overflow_notice_type
+        if "!" not in channel:
+            self._want_queue(channel)
+        while True:
+            message = buffer.take(time.time(), notice)
+            if message is not None:
+                return message
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            buffer.waiters.append(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    # woken for a message we will not take: pass it to the next waiter
+                    if len(buffer):
+                        self._wake(buffer)
+                else:
+                    with contextlib.suppress(ValueError):
+                        buffer.waiters.remove(future)
+                raise
+
+    # -- normal channels: Redis lists ---------------------------------------------------------
+
+    async def _queue_push(self, channel: str, frame: bytes) -> bool:
+        shard = self.router.shard_for(channel)
+        script = self._scripts[shard]
+        args = [frame, self.owner.get_capacity(channel), int(self.config.expiry * 1000)]
+        key = self.keys.queue(channel)
+        pushed = await self.shards[shard].call(
+            lambda client: script(keys=[key], args=args, client=client), "send"
+        )
+        self.counters.published += 1
+        return bool(pushed)
+
+    def _want_queue(self, channel: str) -> None:
+        event = self._demand.get(channel)
+        if event is None:
+            event = self._demand[channel] = asyncio.Event()
+        event.set()
+        task = self._pullers.get(channel)
+        if task is None or task.done():
+            self._pullers[channel] = asyncio.get_running_loop().create_task(
+                self._pull(channel, event), name=f"channels_scale pop {channel}"
+            )
+
+    async def _pull(self, channel: str, demand: asyncio.Event) -> None:
+        """Move messages from the channel's Redis list to its local buffer while receivers wait.
+
+        Pops only while a receive() waits, so idle workers do not hoard messages; a message
+        popped for a receive() cancelled meanwhile stays in the local buffer for the next one.
+        """
+        shard = self.router.shard_for(channel)
+        client: Redis = self.shards[shard].blocking_client
+        key = self.keys.queue(channel)
+        buffer = self._buffer(channel)
+        attempt = 0
+        try:
+            while True:
+                if not buffer.waiters:
+                    demand.clear()
+                    try:
+                        async with asyncio.timeout(PULLER_LINGER):
+                            await demand.wait()
+                    except TimeoutError:
+                        return
+                try:
+                    item = await client.blpop([key], timeout=BLOCKING_POP_TIMEOUT)
+                except REDIS_DOWN_ERRORS:
+                    await asyncio.sleep(
+                        min(self.config.backoff_cap, self.config.backoff_base * 2**attempt)
+                    )
+                    attempt = min(attempt + 1, 16)
+                    continue
+                attempt = 0
+                if item is None:
+                    continue
+                try:
+                    frame = codec.unpack_frame(item[1])  # type: ignore[arg-type]
+                except ValueError:
+                    self.counters.bad_frames += 1
+                    continue
+                self.counters.received += 1
+                self._deliver(channel, (frame.expires_at, frame.payload))
+        finally:
+            if self._pullers.get(channel) is asyncio.current_task():
+                del self._pullers[channel]
+                self._demand.pop(channel, None)
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if "!" in channel:
+            inbox = inbox_of(channel)
+            if inbox == self.inbox_id:
+                await self._local_group_add(group, channel)
+            else:
+                await self._control(codec.GROUP_ADD, inbox, group, channel)
+            return
+        shard = self.router.shard_for(group)
+        key = self.keys.group_queues(group)
+        now = time.time()
+        expiry = self.config.group_expiry
+
+        async def record(client: Redis) -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zadd(key, {channel: now})
+                pipe.zremrangebyscore(key, "-inf", now - expiry)
+                pipe.expire(key, expiry)
+                return await pipe.execute()
+
+        await self.shards[shard].call(record, "group_add")
+
+    async def _local_group_add(self, group: str, channel: str) -> None:
+        members = self._groups.get(group)
+        if members is None:
+            members = self._groups[group] = {}
+        members.pop(channel, None)  # re-adding renews: keep insertion order == age order
+        members[channel] = time.time()
+        await self._reader(self.router.shard_for(group)).subscribe(self.keys.group(group).encode())
+
+    def _local_group_discard(self, group: str, channel: str) -> None:
+        members = self._groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                self._drop_group(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        if "!" in channel:
+            inbox = inbox_of(channel)
+            if inbox == self.inbox_id:
+                self._local_group_discard(group, channel)
+            else:
+                await self._control(codec.GROUP_DISCARD, inbox, group, channel)
+            return
+        key = self.keys.group_queues(group)
+        await self.shards[self.router.shard_for(group)].call(
+            lambda client: client.zrem(key, channel), "group_discard"
+        )
+
+    async def _control(self, kind: int, inbox: str, group: str, channel: str) -> None:
+        key = self.keys.inbox(inbox)
+        frame = codec.pack_frame(
+            kind,
+            self.inbox_id,
+            self._next_seq(key),
+            time.time() + self.config.expiry,
+            channel,
+            group,
+            self.config.max_message_size,
+        )
+        await self._publish(self.router.shard_for(inbox), key, frame)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        config = self.config
+        key = self.keys.group(group)
+        frame = codec.pack_frame(
+            codec.GROUP,
+            self.inbox_id,
+            self._next_seq(key),
+            time.time() + config.expiry,
+            group,
+            message,
+            config.max_message_size,
+        )
+        if group in self._groups:
+            local = codec.unpack_frame(frame)
+            self._fanout(group, (local.expires_at, local.payload))
+        queues_key = self.keys.group_queues(group)
+        low = time.time() - config.group_expiry
+
+        async def publish(client: Redis) -> Any:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.publish(key, frame)
+                pipe.zrangebyscore(queues_key, low, "+inf")
+                return await pipe.execute()
+
+        _, queue_members = await self.shards[self.router.shard_for(group)].call(
+            publish, "group_send"
+        )
+        self.counters.published += 1
+        for member in queue_members:
+            with contextlib.suppress(ChannelFull):
+                await self._queue_push(member.decode(), frame)
+
+    # -- flush, housekeeping, close -------------------------------------------------------------
+
+    async def flush(self) -> None:
+        for buffer in self._buffers.values():
+            buffer.clear()
+        for group in list(self._groups):
+            self._drop_group(group)
+        self._gaps.clear()
+        pattern = self.keys.pattern()
+
+        async def unlink_all(client: Redis) -> None:
+            batch: list[Any] = []
+            async for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await client.unlink(*batch)
+
+        for shard in self.shards:
+            await shard.call(unlink_all, "flush")
+
+    async def _sweep(self) -> None:
+        """Drop expired messages and forget idle empty buffers, every ``min(expiry, 30)`` s."""
+        interval = min(self.config.expiry, 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for channel, buffer in list(self._buffers.items()):
+                self.counters.expired += buffer.purge_expired(now)
+                if not buffer.touched and not len(buffer) and not buffer.waiters:
+                    del self._buffers[channel]
+                buffer.touched = False
+            for group, members in list(self._groups.items()):
+                if members and now - next(iter(members.values())) > self.config.group_expiry:
+                    self._prune_group(group, members)
+
+    def gauges(self) -> dict[str, int]:
+        """Current sizes: local buffers, buffered messages, groups with local members."""
+        return {
+            "buffers": len(self._buffers),
+            "buffered": sum(len(b) for b in self._buffers.values()),
+            "groups": len(self._groups),
+            "subscriptions": sum(len(r.channels) for r in self._readers.values()),
+        }
+
+    def channel_info(self, channel: str) -> dict[str, int]:
+        """Buffered and dropped counts of one local channel (zeros when unknown)."""
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            return {"buffered": 0, "dropped": 0, "expired": 0, "capacity": 0}
+        return {
+            "buffered": len(buffer),
+            "dropped": buffer.dropped,
+            "expired": buffer.expired,
+            "capacity": buffer.capacity,
+        }
+
+    async def aclose(self) -> None:
+        tasks = [*self._pullers.values(), *self._background]
+        if self._housekeeping is not None:
+            tasks.append(self._housekeeping)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for reader in self._readers.values():
+            await reader.aclose()
+        for shard in self.shards:
+            await shard.aclose()
+        for buffer in self._buffers.values():
+            for future in buffer.waiters:
+                future.cancel()

@@ -1,0 +1,192 @@
+"""The pub/sub reader: one connection per shard and event loop, for the inbox and every group.
+
+The reader owns its connection and its reconnect loop (no redis-py ``PubSub`` object, whose
+retry and timeout behaviour changes between versions):
+
+- it reads with no timeout at all (an idle subscription is normal, channels_redis issue #422) and
+  instead sends a ``PING`` every ``health_check_interval``; when nothing at all came back for
+  three intervals the connection is deemed dead and closed;
+- on any error it reconnects with exponential backoff and full jitter, then subscribes again to
+  every channel in :attr:`PubSubReader.channels` (the inbox and each group with local members);
+- messages are handed to a plain callback, synchronously, in the reader task: the callback must
+  not block (it decodes once and fans out to local buffers).
+
+Delivery through pub/sub is at most once: what is published while the reader is disconnected is
+lost (the layer counts such gaps by sequence numbers, see :class:`~.stats.GapDetector`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from channels_scale.layer.backoff import full_jitter
+from channels_scale.layer.config import LayerConfig
+from channels_scale.layer.connection import REDIS_DOWN_ERRORS, Shard
+from channels_scale.layer.stats import Counters
+
+logger = logging.getLogger("channels_scale.layer")
+
+MessageCallback = Callable[[bytes, bytes], None]
+
+
+class PubSubReader:
+    """Subscriptions of one event loop on one shard, kept alive across Redis outages."""
+
+    def __init__(
+        self, shard: Shard, on_message: MessageCallback, config: LayerConfig, counters: Counters
+    ) -> None:
+        self.shard = shard
+        self.on_message = on_message
+        self.config = config
+        self.counters = counters
+        #: every pub/sub channel this loop wants, resubscribed after each reconnect
+        self.channels: set[bytes] = set()
+        self._confirmed: set[bytes] = set()
+        self._pending: dict[bytes, asyncio.Future[None]] = {}
+        self._connection: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._down = False
+        self._connected_once = False
+        self._last_read = 0.0
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is established (subscriptions may still be in flight)."""
+        return self._connection is not None
+
+    def start(self) -> None:
+        """Start the reader task (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"channels_scale pubsub reader shard {self.shard.index}"
+            )
+
+    async def subscribe(self, channel: bytes) -> None:
+        """Subscribe to ``channel`` and wait (bounded) for Redis to confirm.
+
+        Never raises for Redis outages: the channel is recorded and subscribed on reconnect.
+        Returns without waiting when Redis is known to be down, and after ``send_timeout`` at
+        the latest.
+        """
+        self.channels.add(channel)
+        if channel in self._confirmed:
+            return
+        self.start()
+        future = self._pending.get(channel)
+        if future is None:
+            future = self._pending[channel] = asyncio.get_running_loop().create_future()
+            connection = self._connection
+            if connection is not None:
+                try:
+                    await connection.send_command("SUBSCRIBE", channel)
+                except REDIS_DOWN_ERRORS:
+                    return  # the reader reconnects and resubscribes
+        if self._down:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.send_timeout):
+                await asyncio.shield(future)
+
+    async def unsubscribe(self, channel: bytes) -> None:
+        """Stop receiving ``channel`` (no wait for the confirmation)."""
+        self.channels.discard(channel)
+        self._confirmed.discard(channel)
+        future = self._pending.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await connection.send_command("UNSUBSCRIBE", channel)
+
+    def _confirm(self, channel: bytes) -> None:
+        if channel in self.channels:
+            self._confirmed.add(channel)
+        future = self._pending.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def _run(self) -> None:
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            connection: Any = self.shard.pubsub_connection()
+            try:
+                await connection.connect()
+            except REDIS_DOWN_ERRORS as exc:
+                if not self._down:
+                    logger.warning("pub/sub on %s down: %s", self.shard.host.describe(), exc)
+                self._down = True
+                await connection.disconnect(nowait=True)
+                await asyncio.sleep(
+                    full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
+                )
+                attempt += 1
+                continue
+            attempt = 0
+            if self._connected_once:
+                self.counters.reconnects += 1
+                logger.warning("pub/sub on %s reconnected", self.shard.host.describe())
+            self._connected_once = True
+            self._down = False
+            self._connection = connection
+            self._last_read = loop.time()
+            health = loop.create_task(self._health(connection))
+            try:
+                if self.channels:
+                    await connection.send_command("SUBSCRIBE", *self.channels)
+                await self._read(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: drop the connection and start over
+                logger.warning("pub/sub on %s lost: %s", self.shard.host.describe(), exc)
+            finally:
+                health.cancel()
+                self._connection = None
+                self._confirmed.clear()
+                await connection.disconnect(nowait=True)
+
+    async def _read(self, connection: Any) -> None:
+        loop = asyncio.get_running_loop()
+        on_message = self.on_message
+        while True:
+            response = await connection.read_response(timeout=math.inf, push_request=True)
+            self._last_read = loop.time()
+            if not isinstance(response, list) or len(response) < 2:
+                continue  # PONG outside subscribed mode
+            kind = response[0]
+            if kind == b"message":
+                on_message(response[1], response[2])
+            elif kind == b"subscribe":
+                self._confirm(response[1])
+
+    async def _health(self, connection: Any) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.health_check_interval
+        while True:
+            await asyncio.sleep(interval)
+            if loop.time() - self._last_read > 3 * interval:
+                logger.warning("pub/sub on %s silent: reconnecting", self.shard.host.describe())
+                await connection.disconnect(nowait=True)
+                return
+            try:
+                await connection.send_command("PING")
+            except REDIS_DOWN_ERRORS:
+                return
+
+    async def aclose(self) -> None:
+        """Stop the reader and close its connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
