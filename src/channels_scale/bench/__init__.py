@@ -1,0 +1,20 @@
+"""``channels-scale bench``: side-by-side load tests of the broadcast endpoint.
+
+Modules, from pure to I/O:
+
+- :mod:`~channels_scale.bench.frames`: the bench frame (publisher id, sequence, scheduled send
+  time, padded to 100 bytes) and per-subscriber accounting of lost, duplicated, reordered frames.
+- :mod:`~channels_scale.bench.figures`: HdrHistogram merge, latency percentiles, the figures of a
+  phase (deliveries/s, loss, costs) and ratios between stacks.
+- :mod:`~channels_scale.bench.clientlib`: the websocket client libraries the load generator can
+  use (picows, websockets), behind one small interface.
+- :mod:`~channels_scale.bench.loadgen`: client processes (multiprocessing, asyncio + uvloop) and
+  the parent that drives them phase by phase.
+- :mod:`~channels_scale.bench.costs`: server CPU and RSS from ``/proc``, Redis INFO deltas.
+- :mod:`~channels_scale.bench.stacks`: start and stop the compared stacks (ours, recipe, pubsub,
+  ceiling) or point at a running deployment (``--url``).
+- :mod:`~channels_scale.bench.ceiling`: the bare ``websockets`` broadcast server.
+- :mod:`~channels_scale.bench.scenarios`: fanout, rooms, idle, churn, saturate, clientlib.
+- :mod:`~channels_scale.bench.report`: JSON, Markdown, PNG charts, ``docs/benchmarks.md``.
+- :mod:`~channels_scale.bench.command`: the ``bench`` subcommand (argparse).
+"""

@@ -1,0 +1,276 @@
+"""``channels-scale bench``: run a scenario side by side on several stacks, or render reports.
+
+::
+
+    channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling | --url ws://HOST:PORT] ...
+    channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
+    channels-scale bench report   --from bench-results --doc docs/benchmarks.md
+
+Exit codes: 0 every stack measured; 1 a stack failed (its error is in the JSON and the table, the
+others still report); 2 bad input (``error: <one line>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from channels_scale.bench import clientlib
+from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
+from channels_scale.bench.stacks import STACKS, parse_stacks
+from channels_scale.exceptions import ConfigError
+
+DEFAULT_STACKS = ",".join(STACKS)
+DEFAULT_OUT = Path("bench-results")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def stack_list(text: str) -> list[str]:
+    """argparse type: a comma-separated list of stack names."""
+    try:
+        return parse_stacks(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _defaults_help(scenario: str) -> str:
+    return ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in DEFAULTS[scenario].items())
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    target = common.add_mutually_exclusive_group()
+    target.add_argument(
+        "--stacks",
+        type=stack_list,
+        default=None,
+        help=f"stacks to start and compare, one after the other (default {DEFAULT_STACKS})",
+    )
+    target.add_argument("--url", help="a running deployment on loopback instead: ws://HOST:PORT")
+    common.add_argument(
+        "--workers",
+        type=positive_int,
+        default=2,
+        help="ASGI workers of each Django stack (default 2)",
+    )
+    common.add_argument(
+        "--subs", type=positive_int, help="subscribers in the room (fanout, churn, saturate)"
+    )
+    common.add_argument("--msgs", type=positive_int, help="frames the publisher sends (fanout)")
+    common.add_argument(
+        "--rate", type=positive_float, help="frames/s per publisher (saturate: the first step)"
+    )
+    common.add_argument(
+        "--duration",
+        type=positive_float,
+        help="seconds of load (rooms, churn), of each step (saturate), of holding (idle)",
+    )
+    common.add_argument("--clients", type=positive_int, help="connections (rooms, idle)")
+    common.add_argument("--room-size", type=positive_int, help="clients per room (rooms)")
+    common.add_argument(
+        "--bound-ms",
+        type=positive_float,
+        default=100.0,
+        help="p99 bound for saturate (default 100)",
+    )
+    common.add_argument(
+        "--procs", type=positive_int, default=2, help="load-generator processes (default 2)"
+    )
+    common.add_argument(
+        "--client-lib",
+        choices=clientlib.LIBRARIES,
+        default=clientlib.DEFAULT_LIBRARY,
+        help=f"websocket client (default {clientlib.DEFAULT_LIBRARY}, the cheapest measured)",
+    )
+    common.add_argument(
+        "--drain",
+        type=non_negative_float,
+        default=10.0,
+        help="seconds to wait for late frames after the last send (default 10)",
+    )
+    common.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"directory for JSON, Markdown and PNG (default {DEFAULT_OUT})",
+    )
+    common.add_argument("--quiet", action="store_true", help="no live progress")
+    return common
+
+
+SCENARIO_HELP = {
+    "fanout": "S subscribers in one room, one publisher at a fixed rate",
+    "rooms": "C clients in rooms of K, every client publishing at a fixed rate",
+    "idle": "ramp to C idle connections in steps and hold them: RSS per connection",
+    "churn": "fanout while clients connect and disconnect at a fixed rate",
+    "saturate": "fanout with the rate stepped up until p99 passes the bound",
+    "clientlib": "fanout against the ceiling once per client library: load-generator cost",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``bench`` (scenarios and ``report``) to the ``channels-scale`` subcommands."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="load-test the broadcast endpoint side by side: tables and charts",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    scenarios = bench.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+    common = _common()
+    for name in SCENARIOS:
+        sub = scenarios.add_parser(
+            name,
+            parents=[common],
+            help=SCENARIO_HELP[name],
+            description=f"{SCENARIO_HELP[name]}. Defaults: {_defaults_help(name)}.",
+        )
+        sub.set_defaults(func=run_command)
+    report = scenarios.add_parser("report", help="render docs/benchmarks.md from bench JSON files")
+    report.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        action="append",
+        required=True,
+        help="a directory of bench JSON files, or one file (repeatable)",
+    )
+    report.add_argument(
+        "--doc",
+        type=Path,
+        default=Path("docs/benchmarks.md"),
+        help="Markdown file to write (default docs/benchmarks.md)",
+    )
+    report.set_defaults(func=report_command)
+
+
+def config_from(args: argparse.Namespace) -> BenchConfig:
+    """The :class:`BenchConfig` of parsed arguments."""
+    return BenchConfig(
+        scenario=args.scenario,
+        stacks=args.stacks or parse_stacks(DEFAULT_STACKS),
+        url=args.url,
+        workers=args.workers,
+        subs=args.subs,
+        msgs=args.msgs,
+        rate=args.rate,
+        duration=args.duration,
+        clients=args.clients,
+        room_size=args.room_size,
+        bound_ms=args.bound_ms,
+        procs=args.procs,
+        client_lib=args.client_lib,
+        drain_s=args.drain,
+        out=args.out,
+    )
+
+
+def command_line(cfg: BenchConfig) -> str:
+    """The command that reproduces ``cfg`` (options left at their defaults are omitted)."""
+    parts = ["channels-scale", "bench", cfg.scenario]
+    parts += ["--url", cfg.url] if cfg.url else ["--stacks", ",".join(cfg.stacks)]
+    if cfg.workers != 2:
+        parts += ["--workers", str(cfg.workers)]
+    for name in ("subs", "msgs", "rate", "duration", "clients", "room_size"):
+        value = getattr(cfg, name)
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", f"{value:g}"]
+    if cfg.bound_ms != 100.0:
+        parts += ["--bound-ms", f"{cfg.bound_ms:g}"]
+    if cfg.procs != 2:
+        parts += ["--procs", str(cfg.procs)]
+    if cfg.client_lib != clientlib.DEFAULT_LIBRARY:
+        parts += ["--client-lib", cfg.client_lib]
+    return " ".join(parts)
+
+
+def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list[Path]]:
+    """Run the bench of ``cfg`` and write its outputs; returns the JSON document and the files.
+
+    Raises:
+        ConfigError: bad input (an unreachable or non-loopback ``--url``, ...).
+    """
+    from channels_scale.bench.live import QuietUi, RichUi, Ui
+    from channels_scale.bench.report import SCHEMA, machine_info, write_run
+    from channels_scale.bench.scenarios import run_bench
+    from channels_scale.bench.stacks import check_url
+
+    if cfg.url is not None:
+        cfg.url = check_url(cfg.url)
+    ui: Ui = QuietUi() if quiet else RichUi()
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    machine = machine_info()
+    records = run_bench(cfg, ui)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "scenario": cfg.scenario,
+        "command": command_line(cfg),
+        "started_at": started.isoformat(timespec="seconds"),
+        "seconds": time.monotonic() - clock,
+        "machine": machine,
+        "config": cfg.resolved(),
+        "stacks": records,
+    }
+    files = write_run(doc, cfg.out)
+    return doc, files
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``channels-scale bench SCENARIO``: 0 when every stack was measured, 1 when one failed."""
+    doc, files = execute(config_from(args), quiet=args.quiet)
+    from channels_scale.bench.report import markdown
+
+    print(markdown(doc))
+    for path in files:
+        print(f"wrote {path}")
+    return 0 if all(r.get("ok") for r in doc["stacks"]) else 1
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``channels-scale bench report``: render ``--doc`` from the JSON files of ``--from``."""
+    from channels_scale.bench.report import load_runs, write_doc
+
+    docs = load_runs(args.sources)
+    if not docs:
+        sources = ", ".join(str(s) for s in args.sources)
+        raise ConfigError(
+            f"no bench JSON files in {sources}: run `channels-scale bench fanout` first"
+        )
+    for path in write_doc(docs, args.doc):
+        print(f"wrote {path}")
+    return 0

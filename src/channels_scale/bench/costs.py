@@ -1,0 +1,199 @@
+"""Server-side cost meters: CPU and RSS from ``/proc``, Redis INFO deltas.
+
+CPU is read from ``/proc/<pid>/stat`` (``utime + stime + cutime + cstime``: the process and its
+waited-for children), for every server-side process of a stack and their live descendants, and
+reported as the difference between two snapshots. A process that appears between the snapshots
+counts from zero; one that vanished counts nothing after the first snapshot (its parent's
+``cutime`` catches it when that parent is metered).
+
+Processes are given a role from their command line, so the report can split costs: ``redis``
+(``redis-server``), ``lb`` (nginx, HAProxy), ``supervisor`` and ``worker`` (everything else).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from channels_scale.bench.figures import ServerCosts, redis_command_deltas
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` and its waited-for children (None: no such process)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` in bytes (None: no such process)."""
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return 0
+
+
+def with_descendants(pids: Iterable[int]) -> set[int]:
+    """``pids`` plus every live process whose ancestry leads to one of them."""
+    roots = set(pids)
+    parent: dict[int, int] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                parent[int(entry.name)] = int(fields[1])
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parent.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return {pid for pid in found if pid in parent or pid in roots}
+
+
+def role(pid: int) -> str:
+    """``redis``, ``lb``, ``supervisor`` or ``worker``, from the process's command line."""
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return "gone"
+    cmd = raw.replace(b"\0", b" ").decode(errors="replace").lower()
+    if "redis-server" in cmd:
+        return "redis"
+    if "nginx" in cmd or "haproxy" in cmd:
+        return "lb"
+    if "supervisord" in cmd:
+        return "supervisor"
+    return "worker"
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds per process at one moment, with each process's role."""
+
+    seconds: dict[int, float]
+    roles: dict[int, str]
+
+
+def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
+    """CPU seconds of ``pids`` and their descendants now."""
+    seconds: dict[int, float] = {}
+    roles: dict[int, str] = {}
+    for pid in with_descendants(pids):
+        value = cpu_seconds(pid)
+        if value is not None:
+            seconds[pid] = value
+            roles[pid] = role(pid)
+    return CpuSnapshot(seconds, roles)
+
+
+def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, dict[str, float]]:
+    """Total CPU seconds spent between two snapshots, and the same split by role."""
+    by_role: dict[str, float] = {}
+    for pid, value in after.seconds.items():
+        spent = max(value - before.seconds.get(pid, 0.0), 0.0)
+        name = after.roles.get(pid, "worker")
+        by_role[name] = by_role.get(name, 0.0) + spent
+    return sum(by_role.values()), by_role
+
+
+def worker_rss(pids: Iterable[int]) -> dict[int, int]:
+    """RSS in bytes of the worker processes among ``pids`` (and their descendants)."""
+    found: dict[int, int] = {}
+    for pid in with_descendants(pids):
+        if role(pid) == "worker":
+            value = rss_bytes(pid)
+            if value is not None:
+                found[pid] = value
+    return found
+
+
+@dataclass(frozen=True)
+class RedisSnapshot:
+    """``INFO commandstats`` and network byte counters of one Redis at one moment."""
+
+    commandstats: dict[str, dict[str, Any]]
+    bytes_in: int
+    bytes_out: int
+
+
+class RedisMeter:
+    """Reads Redis INFO before and after a phase.
+
+    The meter's own INFO calls are excluded from the command counts; their bytes (about 3 KB per
+    phase) are not, which is noise next to a phase's thousands of 100-byte frames.
+    """
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+    def snapshot(self) -> RedisSnapshot:
+        stats = self._client.info("stats")
+        commands = self._client.info("commandstats")
+        return RedisSnapshot(
+            {k: dict(v) for k, v in commands.items() if isinstance(v, dict)},
+            int(stats.get("total_net_input_bytes", 0)),
+            int(stats.get("total_net_output_bytes", 0)),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class CostMeter:
+    """Measures :class:`~channels_scale.bench.figures.ServerCosts` around a phase.
+
+    ``pids`` are the stack's server-side processes (empty for ``--url`` targets: no CPU figure);
+    ``redis_url`` the stack's Redis (``None``: no Redis figures).
+    """
+
+    def __init__(self, pids: list[int], redis_url: str | None) -> None:
+        self.pids = pids
+        self.redis = RedisMeter(redis_url) if redis_url else None
+        self._cpu: CpuSnapshot | None = None
+        self._redis: RedisSnapshot | None = None
+
+    def start(self) -> None:
+        self._cpu = cpu_snapshot(self.pids) if self.pids else None
+        self._redis = self.redis.snapshot() if self.redis else None
+
+    def stop(self) -> ServerCosts:
+        costs = ServerCosts()
+        if self._cpu is not None:
+            costs.cpu_s, costs.cpu_by_role = cpu_delta(self._cpu, cpu_snapshot(self.pids))
+        if self.redis is not None and self._redis is not None:
+            after = self.redis.snapshot()
+            costs.redis_commands = redis_command_deltas(
+                self._redis.commandstats, after.commandstats
+            )
+            costs.redis_bytes_in = after.bytes_in - self._redis.bytes_in
+            costs.redis_bytes_out = after.bytes_out - self._redis.bytes_out
+        return costs
+
+    def close(self) -> None:
+        if self.redis is not None:
+            self.redis.close()

@@ -1,0 +1,452 @@
+"""Bench outputs, all derived from one JSON document per run.
+
+- ``<scenario>.json``: every raw figure (the source of truth; Markdown and PNG are built from it);
+- ``<scenario>.md``: the table, with ratios against ``recipe`` and ``ceiling``;
+- ``<scenario>-latency.png``: latency percentiles per stack;
+- ``saturate-rate.png``: deliveries/s received against deliveries/s offered, per stack.
+
+``channels-scale bench report --from DIR`` re-renders these from the JSON files in ``DIR`` and
+writes ``docs/benchmarks.md`` (the JSON and PNG files are copied next to it, in ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from channels_scale.bench.figures import PERCENTILES, ratio
+
+SCHEMA = 1
+ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
+BASELINES = ("recipe", "ceiling")
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    """What the run ran on: CPU, cores, memory, kernel, load, versions of the parts measured."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for dist in (
+        "channels",
+        "channels-redis",
+        "redis",
+        "uvicorn",
+        "django",
+        "websockets",
+        "picows",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    for binary, flag in (("redis-server", "--version"), ("nginx", "-v")):
+        try:
+            done = subprocess.run([binary, flag], capture_output=True, text=True, timeout=5)
+            versions[binary] = (done.stdout or done.stderr).strip().splitlines()[0][:80]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_average": list(os.getloadavg()),
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _num(value: Any, fmt: str = "{:,.0f}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _ratio(value: Any, base: Any) -> str:
+    found = ratio(value, base)
+    return "-" if found is None else f"x{found:.2g}" if found < 10 else f"x{found:.0f}"
+
+
+def _main_figures(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The phase figures that represent a stack: its only phase, or saturate's best held step."""
+    phases = record.get("phases") or []
+    if not phases:
+        return None
+    best = (record.get("headline") or {}).get("max_rate")
+    if best is not None:
+        for phase in phases:
+            if phase["rate"] == best:
+                return dict(phase["figures"])
+    return dict(phases[-1]["figures"])
+
+
+def _pct(fig: dict[str, Any], p: float) -> Any:
+    return fig["latency"]["percentiles_ms"].get(f"{p:g}")
+
+
+def _baseline(doc: dict[str, Any], name: str, key: Callable[[dict[str, Any]], Any]) -> Any:
+    for record in doc["stacks"]:
+        if record["stack"] == name and record.get("ok"):
+            return key(record)
+    return None
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _delivery_table(doc: dict[str, Any]) -> list[str]:
+    def dps(r: dict[str, Any]) -> Any:
+        f = _main_figures(r)
+        return f["deliveries_per_s"] if f else None
+
+    def cpu(r: dict[str, Any]) -> Any:
+        f = _main_figures(r)
+        return f["server_cpu_ms_per_1k"] if f else None
+
+    header = ["stack", "offered deliveries/s", "deliveries/s"]
+    header += [f"÷ {b}" for b in BASELINES]
+    header += ["p50 ms", "p99 ms", "p99.9 ms", "max ms", "lost", "dup", "reordered"]
+    header += ["server CPU ms /1k deliveries"] + [f"÷ {b}" for b in BASELINES]
+    header += ["Redis cmds /frame", "Redis bytes in/out /frame", "client CPU max"]
+    rows = []
+    for record in doc["stacks"]:
+        f = _main_figures(record)
+        if not record.get("ok") or f is None:
+            rows.append(
+                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
+            )
+            continue
+        clients = f.get("clients") or []
+        busiest = max((c["utilization"] for c in clients), default=0.0)
+        bytes_io = (
+            f"{_num(f['redis_bytes_in_per_frame'])} / {_num(f['redis_bytes_out_per_frame'])}"
+            if f["redis_bytes_in_per_frame"] is not None
+            else "-"
+        )
+        rows.append(
+            [
+                record["stack"],
+                _num(f["offered_deliveries_per_s"]),
+                _num(f["deliveries_per_s"]),
+                *(_ratio(f["deliveries_per_s"], _baseline(doc, b, dps)) for b in BASELINES),
+                _num(_pct(f, 50), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}"),
+                _num(_pct(f, 99.9), "{:,.1f}"),
+                _num(_pct(f, 100), "{:,.1f}"),
+                f"{f['lost']:,} ({f['loss_ratio']:.1%})",
+                _num(f["duplicated"]),
+                _num(f["reordered"]),
+                _num(f["server_cpu_ms_per_1k"], "{:,.0f}"),
+                *(_ratio(f["server_cpu_ms_per_1k"], _baseline(doc, b, cpu)) for b in BASELINES),
+                _num(f["redis_commands_per_frame"], "{:,.1f}"),
+                bytes_io,
+                f"{busiest:.0%}" + (" (saturated)" if f.get("client_saturated") else ""),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _saturate_table(doc: dict[str, Any]) -> list[str]:
+    def best(r: dict[str, Any]) -> Any:
+        return (r.get("headline") or {}).get("max_deliveries_per_s")
+
+    bound = doc["config"]["bound_ms"]
+    header = ["stack", f"highest deliveries/s held (p99 ≤ {bound:g} ms, no loss)", "frames/s"]
+    header += [f"÷ {b}" for b in BASELINES] + [
+        "server CPU ms /1k at that rate",
+        "steps (frames/s: p99 ms)",
+    ]
+    rows = []
+    for record in doc["stacks"]:
+        if not record.get("ok"):
+            rows.append(
+                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
+            )
+            continue
+        head = record.get("headline") or {}
+        steps = ", ".join(
+            f"{p['rate']:.0f}: {_num(_pct(p['figures'], 99), '{:,.0f}')}"
+            + ("" if p["figures"]["lost"] == 0 else f" (lost {p['figures']['lost']:,})")
+            for p in record.get("phases", [])
+        )
+        rows.append(
+            [
+                record["stack"],
+                _num(best(record)) if best(record) is not None else "none held",
+                _num(head.get("max_rate")),
+                *(_ratio(best(record), _baseline(doc, b, best)) for b in BASELINES),
+                _num(head.get("server_cpu_ms_per_1k")),
+                steps,
+            ]
+        )
+    return _table(header, rows)
+
+
+def _idle_table(doc: dict[str, Any]) -> list[str]:
+    def per_conn(r: dict[str, Any]) -> Any:
+        return (r.get("idle") or {}).get("rss_per_connection_bytes")
+
+    header = ["stack", "asked", "held at end", "handshake errors", "connects/s"]
+    header += ["RSS per idle connection KiB"] + [f"÷ {b}" for b in BASELINES]
+    rows = []
+    for record in doc["stacks"]:
+        if not record.get("ok"):
+            rows.append(
+                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
+            )
+            continue
+        idle = record.get("idle") or {}
+        value = per_conn(record)
+        rows.append(
+            [
+                record["stack"],
+                _num(idle.get("asked")),
+                _num(idle.get("held_at_end")),
+                _num(idle.get("handshake_errors")),
+                _num(idle.get("connect_per_s")),
+                _num(value / 1024 if value is not None else None, "{:,.1f}"),
+                *(_ratio(value, _baseline(doc, b, per_conn)) for b in BASELINES),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _clientlib_table(doc: dict[str, Any]) -> list[str]:
+    header = [
+        "client library",
+        "deliveries",
+        "client CPU ms /1k deliveries",
+        "client CPU max",
+        "p50 ms",
+        "p99 ms",
+    ]
+    rows = []
+    for record in doc["stacks"]:
+        f = _main_figures(record)
+        if not record.get("ok") or f is None:
+            rows.append([record["stack"], f"failed: {record.get('error')}", "", "", "", ""])
+            continue
+        busiest = max((c["utilization"] for c in f.get("clients") or []), default=0.0)
+        rows.append(
+            [
+                record.get("client_lib", record["stack"]),
+                _num(f["deliveries"]),
+                _num(f["client_cpu_ms_per_1k"], "{:,.1f}"),
+                f"{busiest:.0%}",
+                _num(_pct(f, 50), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}"),
+            ]
+        )
+    return _table(header, rows)
+
+
+def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: int = 2) -> str:
+    """The Markdown section of one run: what ran, where, the table, notes and charts."""
+    cfg = doc["config"]
+    m = doc["machine"]
+    scenario = doc["scenario"]
+    h = "#" * level
+    options = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in cfg.items()
+        if k not in ("stacks", "url") and v is not None
+    )
+    lines = [
+        f"{h} {scenario}",
+        "",
+        f"`{doc['command']}` — {doc['started_at']}, {doc['seconds']:.0f} s",
+        "",
+        f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, {m['memory_gib']} GiB, "
+        f"Linux {m['kernel']}, load average at start {m['load_average'][0]:.2f}, "
+        f"fd limit {m['fd_limit']}. Options: {options}.",
+        "",
+    ]
+    if scenario == "saturate":
+        lines += _saturate_table(doc)
+    elif scenario == "idle":
+        lines += _idle_table(doc)
+    elif scenario == "clientlib":
+        lines += _clientlib_table(doc)
+    else:
+        lines += _delivery_table(doc)
+    lines += ["", *_notes(doc)]
+    for title, path in (images or {}).items():
+        lines += ["", f"![{title}]({path})"]
+    return "\n".join(lines) + "\n"
+
+
+def _notes(doc: dict[str, Any]) -> list[str]:
+    notes = [
+        "Latency runs from each frame's *scheduled* send time to its receipt (no coordinated "
+        "omission); lost = deliveries owed for the frames sent but not received within the drain "
+        "window. Ratios divide this stack's figure by the baseline's, whatever the direction of "
+        "better. Server CPU counts every server-side process (workers, Redis, nginx)."
+    ]
+    names = [r["stack"] for r in doc["stacks"]]
+    if any(n.startswith("ceiling") for n in names):
+        notes.append(
+            "The ceiling is one process whatever `--workers` says: processes could not share rooms "
+            "without a broker, and the broker is what the ceiling leaves out. It is the bound for "
+            "one Python process, not for N workers."
+        )
+    saturated = [
+        r["stack"]
+        for r in doc["stacks"]
+        for p in r.get("phases") or []
+        if p["figures"].get("client_saturated")
+    ]
+    if saturated:
+        notes.append(
+            "A load-generator process was saturated (≥90% of a core) on: "
+            + ", ".join(sorted(set(saturated)))
+            + "; figures there may be bounded by the client, not the server."
+        )
+    return [f"- {n}" for n in notes]
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def charts(doc: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write the PNG charts of ``doc`` into ``out``; returns title -> file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenario = doc["scenario"]
+    made: dict[str, str] = {}
+    ok = [r for r in doc["stacks"] if r.get("ok") and _main_figures(r)]
+    if scenario != "idle" and ok:
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        labels = [("max" if p >= 100 else f"p{p:g}") for p in PERCENTILES]
+        for record in ok:
+            f = _main_figures(record) or {}
+            values = [_pct(f, p) for p in PERCENTILES]
+            ax.plot(
+                labels,
+                [v if v is not None else float("nan") for v in values],
+                marker="o",
+                label=record["stack"],
+            )
+        ax.set_yscale("log")
+        ax.set_ylabel("latency from scheduled send (ms, log)")
+        ax.set_title(
+            f"{scenario}: latency percentiles"
+            + (" at the highest rate held" if scenario == "saturate" else "")
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        name = f"{scenario}-latency.png"
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)
+        made["latency percentiles per stack"] = name
+    if scenario == "saturate" and ok:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
+        top = 0.0
+        for record in ok:
+            phases = sorted(record.get("phases") or [], key=lambda p: p["rate"])
+            offered = [p["figures"]["offered_deliveries_per_s"] for p in phases]
+            got = [p["figures"]["deliveries_per_s"] for p in phases]
+            p99 = [_pct(p["figures"], 99) or float("nan") for p in phases]
+            top = max([top, *offered])
+            left.plot(offered, got, marker="o", label=record["stack"])
+            right.plot(offered, p99, marker="o", label=record["stack"])
+        left.plot([0, top], [0, top], linestyle=":", color="grey", label="offered")
+        left.set_xlabel("deliveries/s offered")
+        left.set_ylabel("deliveries/s received")
+        left.set_title("saturate: throughput")
+        right.axhline(doc["config"]["bound_ms"], linestyle="--", color="red", label="bound")
+        right.set_yscale("log")
+        right.set_xlabel("deliveries/s offered")
+        right.set_ylabel("p99 latency (ms, log)")
+        right.set_title("saturate: p99 against offered rate")
+        for ax in (left, right):
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "saturate-rate.png")
+        plt.close(fig)
+        made["deliveries/s against offered rate"] = "saturate-rate.png"
+    return made
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_run(doc: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``<scenario>.json``, ``.md`` and the charts into ``out``; returns the files."""
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = doc["scenario"]
+    json_path = out / f"{scenario}.json"
+    json_path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    images = charts(doc, out)
+    md_path = out / f"{scenario}.md"
+    md_path.write_text(markdown(doc, images, level=1))
+    return [json_path, md_path, *(out / name for name in images.values())]
+
+
+def load_runs(sources: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every bench JSON document in ``sources`` (files or directories), in :data:`ORDER`."""
+    docs = []
+    for source in sources:
+        files = sorted(source.glob("*.json")) if source.is_dir() else [source]
+        for path in files:
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "scenario" in doc:
+                docs.append(doc)
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(docs, key=lambda d: (rank.get(d["scenario"], 99), d.get("started_at", "")))
+
+
+DOC_INTRO = """# Benchmarks
+
+Generated by `channels-scale bench report --from docs/benchmarks` from the JSON files in
+[`benchmarks/`](benchmarks/) (every raw figure is there); do not edit by hand. How the bench works,
+what each figure means and which stacks are compared: the project's BENCHMARKS design page and
+the docstrings of `channels_scale.bench`. Absolute numbers on a shared 2-core machine drift
+from run to run; compare the ratios, measured side by side in one run.
+"""
+
+
+def write_doc(docs: list[dict[str, Any]], doc_path: Path) -> list[Path]:
+    """Write ``doc_path`` (Markdown) and its ``benchmarks/`` folder of JSON and PNG files."""
+    assets = doc_path.parent / "benchmarks"
+    assets.mkdir(parents=True, exist_ok=True)
+    written = []
+    sections = [DOC_INTRO]
+    for doc in docs:
+        json_path = assets / f"{doc['scenario']}.json"
+        json_path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        images = {t: f"benchmarks/{n}" for t, n in charts(doc, assets).items()}
+        sections.append(markdown(doc, images, level=2))
+        written += [json_path, *(doc_path.parent / p for p in images.values())]
+    doc_path.write_text("\n".join(sections))
+    return [doc_path, *written]

@@ -1,0 +1,200 @@
+"""The stacks the bench compares, started and stopped one at a time on loopback.
+
+==========  ==================================================================================
+name        what it is
+==========  ==================================================================================
+ours        ``channels-scale up`` on the example: ``channels_scale.layer`` + our consumer base
+recipe      ``channels-scale up`` on the example: Channels' ``AsyncWebsocketConsumer`` +
+            ``channels_redis.core.RedisChannelLayer`` (with the redis-py 8 workarounds)
+pubsub      the recipe's consumer on ``channels_redis.pubsub.RedisPubSubChannelLayer``
+ceiling     :mod:`channels_scale.bench.ceiling`: a bare ``websockets`` server, one process
+url         any running deployment serving ``/ws/broadcast/<room>/`` (``--url``)
+==========  ==================================================================================
+
+The three Django stacks run with the same worker count, a private Redis and nginx, each in its own
+temporary run directory, torn down fully before the next one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from channels_scale.exceptions import ConfigError, StackError
+from channels_scale.net import free_port, wait_until
+
+STACKS = ("ours", "recipe", "pubsub", "ceiling")
+
+DJANGO_STACKS: dict[str, tuple[str, str]] = {
+    "ours": ("channels_scale", "ours"),
+    "recipe": ("channels_redis", "channels"),
+    "pubsub": ("channels_redis_pubsub", "channels"),
+}
+"""Stack name -> (channel layer, consumer family) passed to ``channels-scale up``."""
+
+DESCRIPTIONS = {
+    "ours": "channels_scale layer + our consumer",
+    "recipe": "AsyncWebsocketConsumer + channels_redis core layer",
+    "pubsub": "AsyncWebsocketConsumer + channels_redis pub/sub layer",
+    "ceiling": "bare websockets broadcast server (1 process, no Django, no Redis)",
+    "url": "a running deployment (--url)",
+}
+
+
+@dataclass
+class Target:
+    """A running stack the load generator can hit.
+
+    ``pids`` returns the server-side processes to meter (empty when unknown, as for ``--url``);
+    ``processes`` is how many server processes serve websockets (the ceiling: always 1).
+    """
+
+    name: str
+    ws_url: str
+    description: str
+    processes: int | None
+    redis_url: str | None
+    pids: Callable[[], list[int]]
+
+
+def parse_stacks(text: str) -> list[str]:
+    """``ours,recipe`` -> ``["ours", "recipe"]``; raises ValueError naming an unknown stack."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError("no stack named; choose from " + ", ".join(STACKS))
+    unknown = [n for n in names if n not in STACKS]
+    if unknown:
+        raise ValueError(f"unknown stack {unknown[0]!r}; choose from {', '.join(STACKS)}")
+    return list(dict.fromkeys(names))
+
+
+def check_url(url: str, timeout: float = 3.0) -> str:
+    """Validate a ``--url`` target: ``ws://HOST:PORT`` on loopback, answering TCP connects.
+
+    Returns the URL without a trailing slash. Raises :class:`ConfigError` with one line that says
+    what is wrong: the bench only loads loopback addresses (127.0.0.0/8, ::1).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ConfigError(f"--url must look like ws://127.0.0.1:8000, not {url!r}")
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"--url takes no path (the bench adds /ws/broadcast/<room>/): {url!r}")
+    try:
+        port = parts.port or 80
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot resolve --url {url!r}: {exc}") from None
+    addresses = {info[4][0] for info in infos}
+    if not all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses):
+        raise ConfigError(f"--url {url!r} is not on loopback: the bench only loads 127.0.0.0/8")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot reach --url {url!r}: {exc.strerror or exc}") from None
+    return f"ws://{parts.netloc}"
+
+
+@contextlib.contextmanager
+def url_target(url: str) -> Iterator[Target]:
+    """A ``--url`` deployment: nothing to start or stop, no server processes to meter."""
+    yield Target("url", check_url(url), f"{DESCRIPTIONS['url']}: {url}", None, None, list)
+
+
+@contextlib.contextmanager
+def ceiling_target(log_dir: Path) -> Iterator[Target]:
+    """Start :mod:`channels_scale.bench.ceiling` on a free port; stop it on exit."""
+    port = free_port()
+    log = (log_dir / "ceiling.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "channels_scale.bench.ceiling", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        if not wait_until(lambda: _answers("127.0.0.1", port) or proc.poll() is not None, 20):
+            raise StackError(f"the ceiling server did not answer on port {port}")
+        if proc.poll() is not None:
+            raise StackError(f"the ceiling server exited with {proc.returncode}; see {log.name}")
+        yield Target(
+            "ceiling",
+            f"ws://127.0.0.1:{port}",
+            DESCRIPTIONS["ceiling"],
+            1,
+            None,
+            lambda: [proc.pid],
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def django_target(name: str, workers: int) -> Iterator[Target]:
+    """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
+
+    The run directory is a fresh temporary directory (short, so unix socket paths fit) removed
+    afterwards. Raises :class:`StackError` when the stack does not come up.
+    """
+    from channels_scale.stack import Stack, StackOptions
+
+    layer, consumer = DJANGO_STACKS[name]
+    run_dir = Path(tempfile.mkdtemp(prefix=f"csb-{name}-"))
+    options = StackOptions(
+        workers=workers,
+        host="127.0.0.1",
+        port=free_port(),
+        run_dir=run_dir,
+        layer=layer,
+        consumer=consumer,
+        lb="nginx",
+        server="uvicorn",
+        redis_url=None,
+    )
+    try:
+        with Stack(options) as stack:
+            yield Target(
+                name,
+                stack.ws_url,
+                DESCRIPTIONS[name],
+                workers,
+                stack.redis_url or None,
+                stack.server_pids,
+            )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def open_target(
+    name: str, *, workers: int, log_dir: Path, url: str | None = None
+) -> contextlib.AbstractContextManager[Target]:
+    """The context manager that starts (and on exit stops) the stack called ``name``."""
+    if name == "url":
+        return url_target(url or "")
+    if name == "ceiling":
+        return ceiling_target(log_dir)
+    if name in DJANGO_STACKS:
+        return django_target(name, workers)
+    raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
