@@ -1,0 +1,365 @@
+"""Channels-compatible websocket consumers without Channels' per-message overhead.
+
+:class:`AsyncWebsocketConsumer` and :class:`AsyncJsonWebsocketConsumer` subclass Channels' classes
+of the same names and keep their API: ``connect``/``receive``/``disconnect``, ``accept``,
+``close``, ``send(..., close=)``, handlers named after the message ``type``, ``groups``,
+``encode_json``/``decode_json``, ``as_asgi()``. What changes is the path of each message:
+
+=================================  =================================  ==========================
+per message                         Channels 4.3                       here
+=================================  =================================  ==========================
+waiting for the next message        a new task per message per         one long-lived task per
+                                    source + ``asyncio.wait``          source, no new objects
+DB hygiene                          a hop to the DB thread, always     a hop only when a
+                                                                       connection needs it
+                                                                       (:mod:`.dbhygiene`)
+handler lookup                      string replace + checks            per-class cache
+``send``                            two coroutine layers               one
+group JSON broadcast                encoded once per member            once per broadcast
+                                                                       (:mod:`.frames`)
+=================================  =================================  ==========================
+
+Guarantees, the same as Channels' unless said:
+
+- **One handler at a time.** Websocket events and channel-layer messages are read concurrently
+  (the websocket in the consumer's task, the layer in one helper task), but handlers never
+  overlap: a message waits for the running handler to finish. Each source's messages are
+  handled in the order they arrive; waiting sources take turns (no source starves the other).
+- **Stop.** A handler that raises ``StopConsumer`` (``websocket_disconnect`` does) ends the
+  consumer; any other exception ends it and propagates to the ASGI server, whichever source the
+  message came from. A handler that started is never cancelled by the consumer itself; a
+  handler is cancelled only when the server cancels the consumer.
+- **No lost layer message.** The layer helper is cancelled only while it waits in
+  ``channel_layer.receive()`` (the layer must make that cancel-safe, as Channels' in-memory
+  layer and ``channels_scale.layer`` do) or while it holds a message for a consumer that has
+  already stopped (the client is gone; Channels drops that message too). A message the layer
+  returned to a running consumer is always handled.
+- **Limits.** A frame longer than ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` (UTF-8 bytes, when the
+  setting exists) is not passed to ``receive``: the consumer closes with 1009
+  (:attr:`CloseCode.MESSAGE_TOO_BIG`). In the JSON consumer, a binary frame or text that is not
+  JSON closes with 1008 (:attr:`CloseCode.POLICY_VIOLATION`); Channels raises instead, which
+  kills the consumer (the server then closes with 1011).
+- **Slow clients.** With ``channels_scale.layer.RedisChannelLayer`` configured with
+  ``"overflow_notice_type": "layer.overflow"``, a consumer whose buffer overflowed receives
+  ``{"type": "layer.overflow", "dropped": n, ...}``; :meth:`AsyncWebsocketConsumer.slow_client`
+  then closes with 1013 (:attr:`CloseCode.TRY_AGAIN_LATER`). Override it to choose otherwise.
+- **Low-level send.** ``send``/``send_json`` write to the ASGI ``send`` directly: an override of
+  the message-level ``AsyncConsumer.send(message)`` is not called for data frames (``accept`` and
+  ``close`` still go through it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from typing import Any, ClassVar
+
+from channels.consumer import get_handler_name
+from channels.exceptions import InvalidChannelLayerError, StopConsumer
+from channels.generic import websocket as channels_websocket
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from channels_scale.closecodes import CloseCode
+from channels_scale.consumers import dbhygiene
+from channels_scale.consumers.frames import FRAME_TYPE, frame_event
+
+__all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncJsonWebsocketConsumer", "AsyncWebsocketConsumer"]
+
+Message = dict[str, Any]
+Receive = Any  # the ASGI ``receive`` callable
+Send = Any  # the ASGI ``send`` callable
+
+#: The ``overflow_notice_type`` to configure on ``channels_scale.layer.RedisChannelLayer`` so that
+#: buffer overflows reach :meth:`AsyncWebsocketConsumer.slow_client`.
+OVERFLOW_NOTICE_TYPE = "layer.overflow"
+
+# A bound on the per-class cache of handler names (message types come from server code, but a
+# cache must not grow without limit whatever a project sends).
+_HANDLER_CACHE_SIZE = 256
+
+
+def _too_big(text: str, limit: int) -> bool:
+    """Whether ``text`` is over ``limit`` bytes in UTF-8 (encodes only when length is unclear)."""
+    length = len(text)
+    if length > limit:
+        return True
+    if length * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
+    """Channels' ``AsyncWebsocketConsumer``, with the per-message path made cheap.
+
+    A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
+    guarantees and for what differs). Extra to Channels:
+
+    - ``client.frame`` events (:mod:`channels_scale.consumers.frames`) are sent as is;
+    - ``layer.overflow`` notices call :meth:`slow_client` (close 1013 by default);
+    - frames over ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` close with 1009.
+    """
+
+    _handler_names: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handler_names = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._busy = False  # a handler is running
+        self._turn: asyncio.Future[None] | None = None  # resolved when the handler ends
+        self._failure: BaseException | None = None  # why the layer task ended the consumer
+
+    # -- the ASGI application and its loop ----------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Run the consumer for one connection (the ASGI application, as Channels')."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        try:
+            if self.channel_layer is None:
+                dispatch = self.dispatch
+                while True:
+                    await dispatch(await receive())
+            else:
+                self.channel_name = await self.channel_layer.new_channel()
+                await self._run(receive)
+        except StopConsumer:
+            pass
+
+    @property
+    def channel_receive(self) -> Any:
+        """``channel_layer.receive`` bound to this consumer's channel (Channels' attribute)."""
+        return functools.partial(self.channel_layer.receive, self.channel_name)
+
+    async def _run(self, receive: Receive) -> None:
+        # The websocket is read here, in the consumer's own task, and the layer in one helper
+        # task for the consumer's lifetime: no task or future is created per message (Channels'
+        # await_many_dispatch creates a task per message and a waiter per round).
+        main = asyncio.current_task()
+        if main is None:  # pragma: no cover - __call__ always runs in a task
+            raise RuntimeError("a consumer must run in an asyncio task")
+        layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
+        try:
+            while True:
+                message = await receive()
+                await self._handle_in_turn(message)
+        except asyncio.CancelledError:
+            failure = self._failure
+            if failure is None:
+                raise  # cancelled by the server
+            main.uncancel()  # the layer task cancelled us to stop: raise its reason instead
+            raise failure from None
+        finally:
+            if not layer_task.done():
+                layer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await layer_task
+
+    async def _read_layer(self, main: asyncio.Task[Any]) -> None:
+        """Read the layer and handle each message in turn; on failure, stop ``main``."""
+        receive = self.channel_layer.receive
+        channel = self.channel_name
+        try:
+            while True:
+                try:
+                    message = await receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException:
+                    # Let a running websocket handler finish first, as Channels does (it sees a
+                    # failed receive only between handlers).
+                    while self._busy:
+                        await self._wait_turn()
+                    raise
+                await self._handle_in_turn(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # StopConsumer or a handler's error: the consumer ends
+            self._failure = exc
+            main.cancel()
+
+    async def _wait_turn(self) -> None:
+        turn = self._turn
+        if turn is None:
+            turn = self._turn = asyncio.get_running_loop().create_future()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if self._turn is turn:
+                self._turn = None
+            raise
+
+    def _end_turn(self) -> bool:
+        self._busy = False
+        turn = self._turn
+        if turn is None:
+            return False
+        self._turn = None
+        if not turn.done():
+            turn.set_result(None)
+        return True
+
+    async def _handle_in_turn(self, message: Message) -> None:
+        """Dispatch ``message`` once no other handler runs (only two tasks ever call this)."""
+        while self._busy:
+            await self._wait_turn()
+        self._busy = True
+        try:
+            await self.dispatch(message)
+        except BaseException:
+            self._end_turn()
+            raise
+        if self._end_turn():
+            # Someone waited: let it go first, so that neither source starves the other.
+            await asyncio.sleep(0)
+
+    async def dispatch(self, message: Message) -> None:
+        """Call the handler named after ``message["type"]`` (``.`` → ``_``), as Channels does.
+
+        DB hygiene: ``close_old_connections`` runs in the DB thread before and after the handler
+        only when a connection needs it (:mod:`channels_scale.consumers.dbhygiene`).
+
+        Raises:
+            ValueError: the message has no or a malformed ``type``, or no handler for it.
+        """
+        names = self._handler_names
+        try:
+            name = names[message["type"]]
+        except KeyError:
+            name = get_handler_name(message)  # raises ValueError as Channels does
+            if len(names) < _HANDLER_CACHE_SIZE:
+                names[message["type"]] = name
+        handler = getattr(self, name, None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        if dbhygiene.cleanup_due():
+            await dbhygiene.aclose_old_connections()
+        try:
+            await handler(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            if dbhygiene.cleanup_due():
+                await dbhygiene.aclose_old_connections()
+            raise
+        if dbhygiene.cleanup_due():
+            await dbhygiene.aclose_old_connections()
+
+    # -- websocket events ---------------------------------------------------------------------
+
+    async def websocket_receive(self, message: Message) -> None:
+        """A frame from the client: checked against the size limit, then given to ``receive``."""
+        limit: int | None = getattr(settings, "WEBSOCKET_MAX_MESSAGE_BYTES", None)
+        text = message.get("text")
+        if text is not None:
+            if limit is not None and _too_big(text, limit):
+                await self.close(int(CloseCode.MESSAGE_TOO_BIG), "message too big")
+                return
+            await self.receive(text_data=text)
+        else:
+            data = message["bytes"]
+            if limit is not None and data is not None and len(data) > limit:
+                await self.close(int(CloseCode.MESSAGE_TOO_BIG), "message too big")
+                return
+            await self.receive(bytes_data=data)
+
+    async def websocket_disconnect(self, message: Message) -> None:
+        """The client is gone: leave ``groups``, call ``disconnect``, stop the consumer."""
+        try:
+            for group in self.groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except AttributeError as exc:
+            raise InvalidChannelLayerError(
+                "BACKEND is unconfigured or doesn't support groups"
+            ) from exc
+        await self.disconnect(message["code"])
+        # DB hygiene runs in dispatch, after this handler, when a connection needs it.
+        raise StopConsumer()
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: Any = False
+    ) -> None:
+        """Send a text or binary frame; then close when ``close`` is true (a code, or True).
+
+        Raises:
+            ValueError: neither ``text_data`` nor ``bytes_data`` was given.
+        """
+        if text_data is not None:
+            await self.base_send({"type": "websocket.send", "text": text_data})
+        elif bytes_data is not None:
+            await self.base_send({"type": "websocket.send", "bytes": bytes_data})
+        else:
+            raise ValueError("You must pass one of bytes_data or text_data")
+        if close:
+            await self.close(close)
+
+    # -- channel-layer events and hooks -------------------------------------------------------
+
+    async def client_frame(self, event: Message) -> None:
+        """Send a pre-encoded frame (``client.frame``: ``text`` or ``bytes``) as is."""
+        text = event.get("text")
+        if text is not None:
+            await self.base_send({"type": "websocket.send", "text": text})
+        else:
+            await self.base_send({"type": "websocket.send", "bytes": event["bytes"]})
+
+    async def layer_overflow(self, event: Message) -> None:
+        """The layer dropped messages for us (``layer.overflow``): call :meth:`slow_client`."""
+        await self.slow_client(int(event.get("dropped", 0)))
+
+    async def slow_client(self, dropped: int) -> None:
+        """Hook: the client could not keep up and ``dropped`` messages were lost for it.
+
+        The default closes with 1013 (try again later): a client that reconnects resumes from a
+        fresh state instead of silently missing messages. Override to ignore or count instead.
+        """
+        await self.close(int(CloseCode.TRY_AGAIN_LATER), "too slow")
+
+
+class AsyncJsonWebsocketConsumer(
+    AsyncWebsocketConsumer,
+    channels_websocket.AsyncJsonWebsocketConsumer,  # type: ignore[misc]
+):
+    """Channels' ``AsyncJsonWebsocketConsumer`` on :class:`AsyncWebsocketConsumer`'s fast path.
+
+    Same API: ``receive_json``, ``send_json(content, close=)``, and the async classmethod hooks
+    ``encode_json``/``decode_json`` (override them to change the codec). Differs from Channels:
+
+    - a binary frame, or a text frame ``decode_json`` rejects with ``ValueError`` (malformed
+      JSON), closes the connection with 1008 (:attr:`CloseCode.POLICY_VIOLATION`) instead of
+      raising (which in Channels kills the consumer and the server closes with 1011);
+    - :meth:`group_send_json` encodes a broadcast once for the whole group.
+    """
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Decode a text frame and call ``receive_json``; close 1008 on a malformed frame."""
+        if text_data is None:
+            await self.close(int(CloseCode.POLICY_VIOLATION), "text frames only")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self.close(int(CloseCode.POLICY_VIOLATION), "invalid JSON")
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def send_json(self, content: Any, close: Any = False) -> None:
+        """Encode ``content`` with ``encode_json`` and send it as a text frame."""
+        await self.send(text_data=await self.encode_json(content), close=close)
+
+    async def group_send_json(self, group: str, content: Any, type: str = FRAME_TYPE) -> str:
+        """Send ``content`` to every member of ``group``, encoded once with ``encode_json``.
+
+        Members handle it with :meth:`client_frame` (or a handler of your ``type`` that sends
+        ``event["text"]``); nobody decodes or re-encodes it. Returns the encoded text.
+        """
+        text: str = await self.encode_json(content)
+        await self.channel_layer.group_send(group, frame_event(text, type))
+        return text
