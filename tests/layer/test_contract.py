@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
 
 from tests.layer.conftest import LayerFactory, scaled
 
 
-async def recv(layer: Any, channel: str, timeout: float = 5) -> dict[str, Any]:
-    async with asyncio.timeout(scaled(timeout)):
+async def recv(layer: Any, channel: str, within: float = 5) -> dict[str, Any]:
+    async with asyncio.timeout(scaled(within)):
         message: dict[str, Any] = await layer.receive(channel)
         return message
 
@@ -208,6 +209,8 @@ async def test_two_receivers_one_message_each(layer: Any) -> None:
 
 def test_async_to_sync_from_threads(layer: Any) -> None:
     """The layer used from several event loops: sync code in threads, as Django views do."""
+    if isinstance(layer, InMemoryChannelLayer):
+        pytest.skip("the reference layer's queues are bound to one event loop (not thread-safe)")
     errors: list[BaseException] = []
     received: list[dict[str, Any]] = []
 

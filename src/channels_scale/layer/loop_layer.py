@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from channels_scale.exceptions import ChannelFull
 from channels_scale.layer import codec
-from channels_scale.layer.buffer import ChannelBuffer, Entry
+from channels_scale.layer.buffer import ChannelBuffer, Entry, OverflowPolicy
 from channels_scale.layer.codec import Message
 from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Shard
 from channels_scale.layer.naming import (
@@ -66,6 +66,7 @@ class LoopLayer:
         self.owner = owner
         config = self.config = owner.config
         self.counters = Counters()
+        self._drop_oldest = config.overflow is OverflowPolicy.DROP_OLDEST
         self.keys = Keys(config.prefix)
         self.router = ShardRouter(len(config.hosts))
         self.inbox_id = new_inbox_id()
@@ -133,6 +134,8 @@ class LoopLayer:
             self.counters.delivered += 1
         else:
             self.counters.dropped_overflow += 1
+            if buffer.drop_oldest:
+                self.counters.delivered += 1
         if buffer.waiters:
             self._wake(buffer)
 
@@ -152,7 +155,8 @@ class LoopLayer:
                 dropped += 1
             if buffer.waiters:
                 self._wake(buffer)
-        self.counters.delivered += len(members) - dropped
+        # drop-oldest stores every new message (an older one made room); drop-newest does not
+        self.counters.delivered += len(members) - (0 if self._drop_oldest else dropped)
         self.counters.dropped_overflow += dropped
 
     def _prune_group(self, group: str, members: dict[str, float]) -> None:

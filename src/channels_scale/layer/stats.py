@@ -13,7 +13,8 @@ class Counters:
     ``undeliverable``, ``send_failed``.
     """
 
-    #: messages put into local buffers (one per member per group message)
+    #: messages put into local buffers (one per member per group message; with drop-oldest a
+    #: message stored by evicting an older one counts here and the evicted one in dropped_overflow)
     delivered: int = 0
     #: frames published or pushed to Redis (one per send/group_send to Redis)
     published: int = 0
