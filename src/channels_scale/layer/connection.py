@@ -2,10 +2,11 @@
 
 Three kinds of connection per shard and event loop, for three different jobs:
 
-- a :class:`~redis.asyncio.BlockingConnectionPool` of ``pool_size`` connections for commands
-  (publish, queue push, group records). A burst of 1,000 concurrent sends waits for a free
-  connection instead of raising ``MaxConnectionsError`` as redis-py 8's default pool (100
-  connections) does.
+- a pool of ``pool_size`` connections for commands (publish, queue push, group records), guarded
+  by a semaphore of the same size: a burst of 1,000 concurrent sends waits for a free connection
+  instead of raising ``MaxConnectionsError`` as redis-py 8's default pool (100 connections) does.
+  (redis-py's ``BlockingConnectionPool`` does the same but costs ~2x per command: a Condition and
+  a timeout per checkout.)
 - one dedicated pub/sub connection (see :mod:`.reader`), created with *no* socket timeout:
   redis-py 8's default ``socket_timeout`` of 5 s kills idle blocking reads (channels_redis issue
   #422); the reader detects dead connections with its own PING health check instead.
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.exceptions
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -80,10 +81,9 @@ class Shard:
         self.config = config
         self.counters = counters
         kwargs = _pool_kwargs(host, config)
-        # timeout=None: wait for a free connection; the caller's deadline bounds the wait
-        self.pool: BlockingConnectionPool = _make_pool(
-            BlockingConnectionPool, host, {**kwargs, "timeout": None}
-        )
+        self.pool: ConnectionPool = _make_pool(ConnectionPool, host, kwargs)
+        # at most max_connections commands in flight: callers queue here, the pool never overflows
+        self._slots = asyncio.Semaphore(int(kwargs["max_connections"]))
         self.client = Redis(connection_pool=self.pool)
         blocking_kwargs = {
             **kwargs,
@@ -112,7 +112,7 @@ class Shard:
         while True:
             remaining = deadline - loop.time()
             try:
-                async with asyncio.timeout(max(remaining, 0.001)):
+                async with asyncio.timeout(max(remaining, 0.001)), self._slots:
                     return await operation(self.client)
             except REDIS_DOWN_ERRORS as exc:
                 remaining = deadline - loop.time()

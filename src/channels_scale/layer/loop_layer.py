@@ -47,6 +47,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("channels_scale.layer")
 
+# KEYS[1] group channel, KEYS[2] its queue members; ARGV frame, oldest valid join time.
+# One round trip per group_send; the set lookup is skipped when no normal channel joined.
+_GROUP_SEND = """
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
+"""
+
 # KEYS[1] queue; ARGV frame, capacity, expiry in ms. Returns 0 when full.
 _QUEUE_PUSH = """
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
@@ -84,6 +92,7 @@ class LoopLayer:
         self._housekeeping: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._scripts = [shard.client.register_script(_QUEUE_PUSH) for shard in self.shards]
+        self._group_scripts = [shard.client.register_script(_GROUP_SEND) for shard in self.shards]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -428,17 +437,12 @@ class LoopLayer:
         if group in self._groups:
             local = codec.unpack_frame(frame)
             self._fanout(group, (local.expires_at, local.payload))
-        queues_key = self.keys.group_queues(group)
-        low = time.time() - config.group_expiry
-
-        async def publish(client: Redis) -> Any:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.publish(key, frame)
-                pipe.zrangebyscore(queues_key, low, "+inf")
-                return await pipe.execute()
-
-        _, queue_members = await self.shards[self.router.shard_for(group)].call(
-            publish, "group_send"
+        shard = self.router.shard_for(group)
+        script = self._group_scripts[shard]
+        keys = [key, self.keys.group_queues(group)]
+        args: list[bytes | float] = [frame, time.time() - config.group_expiry]
+        queue_members = await self.shards[shard].call(
+            lambda client: script(keys=keys, args=args, client=client), "group_send"
         )
         self.counters.published += 1
         for member in queue_members:
