@@ -42,6 +42,8 @@ Why that is safe:
 - Only connections of the thread(s) the hop runs in count (Channels' hop cannot act on others).
   Connections that existed before this module was imported were not seen connecting: the first
   check in a process therefore always hops, and a hop in a new thread records its connections.
+- The hop calls ``channels.db.close_old_connections`` (Django's function, looked up at call
+  time), so ``channels.testing`` communicators, which patch it to a no-op, treat both alike.
 - Checks cost a loop over the recorded wrappers (one per database alias per thread that used
   the DB; usually one) when the DB is in use, and an empty loop when it is not.
 """
@@ -53,8 +55,9 @@ import time
 import weakref
 from typing import Any
 
+import channels.db
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.db.backends.signals import connection_created
 
 __all__ = ["aclose_old_connections", "cleanup_due", "connection_needs_cleanup"]
@@ -127,7 +130,9 @@ def _close_old_connections_and_track() -> None:
             _track(connection=conn)
         with _lock:
             _hop_threads = _hop_threads | {thread}
-    close_old_connections()
+    # Looked up through channels.db at call time, as Channels' own hop does: Channels' test
+    # communicators patch it to a no-op, and tests written for Channels must see the same here.
+    channels.db.close_old_connections()
 
 
 #: ``close_old_connections`` in asgiref's thread-sensitive (DB) thread, as Channels' own
