@@ -26,10 +26,10 @@ import json
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
+from channels_scale.consumers import AsyncJsonWebsocketConsumer
 from chat.models import Message, Room
 from chat.protocol import (
     MAX_TEXT_CHARS,
