@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -69,10 +70,8 @@ async def main(port: int, mode: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
     async with serve(app.handler, "127.0.0.1", port, compression=None):
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await stop
-        except asyncio.CancelledError:
-            pass
 
 
 if __name__ == "__main__":

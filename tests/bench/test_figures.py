@@ -36,6 +36,8 @@ def test_frame_is_padded_json_of_fixed_size() -> None:
     assert len(frame) == FRAME_SIZE
     assert decode_frame(frame) == (3, 7, 41, 1_234_567_890_123)
     assert decode_frame(frame.decode()) == (3, 7, 41, 1_234_567_890_123)
+    # a server that re-serialises the JSON (spaces, other key order) still decodes
+    assert decode_frame(b'{"t": 5, "s": 2, "p": 1, "f": 9, "x": ""}') == (9, 1, 2, 5)
 
 
 def test_frame_too_large_and_garbage_are_refused() -> None:

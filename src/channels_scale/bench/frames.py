@@ -26,6 +26,7 @@ Accounting is per subscriber and per publisher, over the frames of one phase:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -50,12 +51,23 @@ def encode_frame(phase: int, publisher: int, seq: int, scheduled_us: int) -> byt
     return (head + "x" * pad + '"}').encode("ascii")
 
 
+_FAST = re.compile(rb'\{"f":(\d+),"p":(\d+),"s":(\d+),"t":(\d+),')
+
+
 def decode_frame(data: bytes | str) -> tuple[int, int, int, int]:
     """Return ``(phase, publisher, seq, scheduled_us)`` of a bench frame.
+
+    Frames exactly as :func:`encode_frame` writes them take a regex fast path (about 4x cheaper
+    than ``json.loads``: it runs once per delivery in the load generator); anything else, such as
+    a frame re-serialised by a server, goes through ``json.loads``.
 
     Raises:
         FrameError: ``data`` is not a bench frame.
     """
+    if isinstance(data, bytes):
+        match = _FAST.match(data)
+        if match is not None:
+            return int(match[1]), int(match[2]), int(match[3]), int(match[4])
     try:
         obj = json.loads(data)
         return int(obj["f"]), int(obj["p"]), int(obj["s"]), int(obj["t"])
