@@ -19,6 +19,12 @@ from channels_scale.closecodes import CloseCode
 from tests.consumers.conftest import wait
 from tests.consumers.families import FAMILIES, Journal
 
+# Both families run Django's close_old_connections in asgiref's DB thread. Under pytest-django
+# that thread may still hold a connection from an earlier test (an in-memory SQLite connection
+# cannot be closed), and outside a django_db test pytest-django blocks the DB access the check
+# needs. These tests write nothing; the mark only allows that access.
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request: pytest.FixtureRequest) -> Iterator[str]:

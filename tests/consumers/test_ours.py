@@ -6,12 +6,19 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from channels_scale import consumers
 from channels_scale.closecodes import CloseCode
 from tests.consumers.conftest import wait
+
+# Both families run Django's close_old_connections in asgiref's DB thread. Under pytest-django
+# that thread may still hold a connection from an earlier test (an in-memory SQLite connection
+# cannot be closed), and outside a django_db test pytest-django blocks the DB access the check
+# needs. These tests write nothing; the mark only allows that access.
+pytestmark = pytest.mark.django_db
 
 
 class Room(consumers.AsyncJsonWebsocketConsumer):
