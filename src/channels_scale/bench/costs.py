@@ -13,6 +13,7 @@ Processes are given a role from their command line, so the report can split cost
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,17 @@ def rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return 0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0.0
+    # cpu user nice system idle iowait irq softirq steal guest guest_nice
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def with_descendants(pids: Iterable[int]) -> set[int]:
@@ -176,13 +188,20 @@ class CostMeter:
         self.redis = RedisMeter(redis_url) if redis_url else None
         self._cpu: CpuSnapshot | None = None
         self._redis: RedisSnapshot | None = None
+        self._machine = 0.0
+        self._started = 0.0
 
     def start(self) -> None:
+        self._started = time.monotonic()
+        self._machine = machine_busy_seconds()
         self._cpu = cpu_snapshot(self.pids) if self.pids else None
         self._redis = self.redis.snapshot() if self.redis else None
 
     def stop(self) -> ServerCosts:
-        costs = ServerCosts()
+        costs = ServerCosts(
+            machine_cpu_s=machine_busy_seconds() - self._machine,
+            wall_s=time.monotonic() - self._started,
+        )
         if self._cpu is not None:
             costs.cpu_s, costs.cpu_by_role = cpu_delta(self._cpu, cpu_snapshot(self.pids))
         if self.redis is not None and self._redis is not None:

@@ -110,9 +110,13 @@ class ServerCosts:
     ``cpu_s``: CPU seconds (user + system, children included) of every server-side process:
     workers, Redis, load balancer. ``redis_commands``: Redis command calls by name (INFO itself
     excluded). ``redis_bytes_in``/``redis_bytes_out``: network bytes Redis read and wrote.
+    ``machine_cpu_s``: CPU seconds every process of the machine spent (to see other load on a
+    shared machine); ``wall_s``: seconds between the two readings.
     """
 
     cpu_s: float | None = None
+    machine_cpu_s: float | None = None
+    wall_s: float | None = None
     cpu_by_role: dict[str, float] = field(default_factory=dict)
     redis_commands: dict[str, int] | None = None
     redis_bytes_in: int | None = None
@@ -135,6 +139,10 @@ class PhaseFigures:
     Costs per unit: ``server_cpu_ms_per_1k`` is server CPU milliseconds per 1,000 deliveries
     received; ``redis_commands_per_frame`` and ``redis_bytes_*_per_frame`` are per frame
     published; ``client_cpu_ms_per_1k`` is load-generator CPU per 1,000 deliveries.
+
+    ``other_load`` is the CPU (in cores, averaged over the phase) that neither the server-side
+    processes nor the load generator used: other work on a shared machine that may have
+    disturbed the figures (``None`` when the server's CPU is not known, as for ``--url``).
     """
 
     offered_frames_per_s: float
@@ -163,6 +171,7 @@ class PhaseFigures:
     redis_commands_per_frame: float | None
     redis_bytes_in_per_frame: float | None
     redis_bytes_out_per_frame: float | None
+    other_load: float | None
 
     def held(self, bound_ms: float) -> bool:
         """True when nothing was lost and p99 latency stayed within ``bound_ms``."""
@@ -257,7 +266,14 @@ def delivery_figures(
         redis_commands_per_frame=per_unit(redis_calls, sent),
         redis_bytes_in_per_frame=per_unit(costs.redis_bytes_in, sent),
         redis_bytes_out_per_frame=per_unit(costs.redis_bytes_out, sent),
+        other_load=_other_load(costs, client_cpu),
     )
+
+
+def _other_load(costs: ServerCosts, client_cpu: float) -> float | None:
+    if costs.cpu_s is None or costs.machine_cpu_s is None or not costs.wall_s:
+        return None
+    return max(costs.machine_cpu_s - costs.cpu_s - client_cpu, 0.0) / costs.wall_s
 
 
 def redis_command_deltas(

@@ -130,7 +130,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
     header += [f"÷ {b}" for b in BASELINES]
     header += ["p50 ms", "p99 ms", "p99.9 ms", "max ms", "lost", "dup", "reordered"]
     header += ["server CPU ms /1k deliveries"] + [f"÷ {b}" for b in BASELINES]
-    header += ["Redis cmds /frame", "Redis bytes in/out /frame", "client CPU max"]
+    header += ["Redis cmds /frame", "Redis bytes in/out /frame", "client CPU max", "other load"]
     rows = []
     for record in doc["stacks"]:
         f = _main_figures(record)
@@ -164,6 +164,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
                 _num(f["redis_commands_per_frame"], "{:,.1f}"),
                 bytes_io,
                 f"{busiest:.0%}" + (" (saturated)" if f.get("client_saturated") else ""),
+                _num(f.get("other_load"), "{:.2f} cores"),
             ]
         )
     return _table(header, rows)
@@ -311,6 +312,20 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             "The ceiling is one process whatever `--workers` says: processes could not share rooms "
             "without a broker, and the broker is what the ceiling leaves out. It is the bound for "
             "one Python process, not for N workers."
+        )
+    busy = sorted(
+        {
+            r["stack"]
+            for r in doc["stacks"]
+            for p in r.get("phases") or []
+            if (p["figures"].get("other_load") or 0) > 0.25
+        }
+    )
+    if busy:
+        notes.append(
+            "Other work on this shared machine used more than a quarter of a core during: "
+            + ", ".join(busy)
+            + " (column *other load*); those figures may be disturbed."
         )
     saturated = [
         r["stack"]

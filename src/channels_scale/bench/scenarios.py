@@ -56,7 +56,7 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "rooms": {"clients": 200, "room_size": 10, "rate": 2, "duration": 10},
     "idle": {"clients": 2000, "duration": 10},
     "churn": {"subs": 100, "rate": 20, "duration": 20},
-    "saturate": {"subs": 200, "rate": 20, "duration": 5},
+    "saturate": {"subs": 200, "rate": 5, "duration": 5},
     "clientlib": {"subs": 100, "rate": 100, "msgs": 1000},
 }
 """Per-scenario defaults (frames/s per publisher, seconds); each finishes in about a minute."""
