@@ -9,8 +9,8 @@ at the DB thread's connection wrapper directly.
 database server or a proxy would drop a socket. SQLite's ``is_usable()`` always answers True
 (a local file cannot go away), which would make Django keep a dead connection whatever a consumer
 does; the tests give it PostgreSQL's definition (run ``SELECT 1``), so the code path exercised is
-the one Django runs for a network database. The same scenario on a real PostgreSQL, killed with
-``pg_terminate_backend``, is in ``test_db_hygiene_postgres.py``.
+the one Django runs for a network database. (The same scenario on a real PostgreSQL, killed with
+``pg_terminate_backend``, needs psycopg in the environment: not part of this suite yet.)
 """
 
 from __future__ import annotations
