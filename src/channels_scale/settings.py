@@ -20,8 +20,9 @@ REDIS_URL_ENV = "CHANNELS_SCALE_REDIS_URL"
 WORKER_ID_ENV = "CHANNELS_SCALE_WORKER_ID"
 
 LAYERS = ("channels_scale", "channels_redis", "channels_redis_pubsub")
-# The recipe's layer until channels_scale.layer lands; then ours becomes the default.
-DEFAULT_LAYER = "channels_redis"
+# Ours (channels_scale.layer.RedisChannelLayer, docs/layer.md); `--layer channels_redis` keeps the
+# recipe's layer for comparison.
+DEFAULT_LAYER = "channels_scale"
 
 # redis-py 8 gives every connection a 5 s socket_timeout, so an idle channels_redis `receive()`
 # (a blocking pop longer than that) raises TimeoutError and kills the consumer (channels_redis

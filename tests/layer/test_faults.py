@@ -121,7 +121,10 @@ async def test_thousand_concurrent_calls(redis_layer_factory: LayerFactory) -> N
     await wait_for_value(lambda: layer.stats()["subscriptions"] == 2)  # inbox + "big"
     async with asyncio.timeout(scaled(60)):
         await asyncio.gather(*(other.group_send("big", {"type": "g", "n": i}) for i in range(200)))
-    await wait_for_value(lambda: layer.stats()["delivered"] >= 1000 + 200 * 1000, within=30)
+    try:
+        await wait_for_value(lambda: layer.stats()["delivered"] >= 1000 + 200 * 1000, within=30)
+    except TimeoutError:
+        raise AssertionError(layer.stats()) from None
     assert layer.stats()["dropped_overflow"] == 1000 * 100  # capacity 100: drop-oldest
     assert layer.channel_info(channels[0])["dropped"] == 100
     assert other.stats()["send_failed"] == 0

@@ -193,6 +193,10 @@ def test_gap_detector_counts_gaps_reorders_and_duplicates() -> None:
     assert gaps.observe("g", "a", 50) == (True, 0)
     gaps.clear()
     assert gaps.observe("g", "a", 70) == (True, 0)
+    assert gaps.observe("g", "a", 68) == (True, 0)  # overtaken by the first frame seen: new
+    assert gaps.observe("g", "a", 68) == (False, 0)
+    assert gaps.observe("g", "a", 69) == (True, 0)  # between: not seen yet
+    assert gaps.observe("g", "a", 69) == (False, 0)
 
 
 def test_gap_detector_is_bounded() -> None:

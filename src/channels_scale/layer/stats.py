@@ -43,15 +43,24 @@ class Counters:
         return asdict(self)
 
 
+class _SenderState:
+    __slots__ = ("first", "last", "missing", "unknown")
+
+    def __init__(self, seq: int) -> None:
+        self.first = self.last = seq
+        self.missing: set[int] = set()  # above first, skipped: counted as lost
+        self.unknown: set[int] = set()  # below the first seen, not yet seen: not counted
+
+
 class GapDetector:
     """Counts messages lost between one sender and this receiver, per pub/sub channel.
 
     Every sender (an inbox id) numbers its frames per destination, 1, 2, 3... A receiver that
     sees ``seq`` jump from 4 to 7 knows 5 and 6 were lost, for example because they were
     published while it was reconnecting. Frames published concurrently over several connections
-    can overtake each other, so a late frame whose number was counted missing is un-counted.
-    Memory is bounded: at most ``max_origins`` senders per channel, ``max_missing`` remembered
-    gaps per sender.
+    can overtake each other, so a late frame whose number was counted missing is un-counted, and
+    frames older than the first one seen are accepted. Memory is bounded: at most
+    ``max_origins`` senders per channel, ``max_missing`` remembered numbers per sender.
     """
 
     __slots__ = ("_channels", "max_missing", "max_origins")
@@ -59,8 +68,7 @@ class GapDetector:
     def __init__(self, max_origins: int = 1024, max_missing: int = 256) -> None:
         self.max_origins = max_origins
         self.max_missing = max_missing
-        # channel key -> origin -> (highest seq seen, seqs counted missing)
-        self._channels: dict[str, dict[str, tuple[int, set[int]]]] = {}
+        self._channels: dict[str, dict[str, _SenderState]] = {}
 
     def observe(self, channel: str, origin: str, seq: int) -> tuple[bool, int]:
         """Record a frame; returns (deliver it?, change to the lost count).
@@ -75,24 +83,33 @@ class GapDetector:
         if state is None:
             if len(origins) >= self.max_origins:
                 del origins[next(iter(origins))]
-            origins[origin] = (seq, set())
+            origins[origin] = _SenderState(seq)
             return True, 0
-        last, missing = state
+        last = state.last
         if seq == last + 1:
-            origins[origin] = (seq, missing)
+            state.last = seq
             return True, 0
         if seq > last:
             gap = seq - last - 1
-            if len(missing) + gap <= self.max_missing:
-                missing.update(range(last + 1, seq))
-            origins[origin] = (seq, missing)
+            if len(state.missing) + gap <= self.max_missing:
+                state.missing.update(range(last + 1, seq))
+            state.last = seq
             return True, gap
-        if seq in missing:
-            missing.discard(seq)
+        if seq in state.missing:
+            state.missing.discard(seq)
             return True, -1
+        if seq in state.unknown:
+            state.unknown.discard(seq)
+            return True, 0
         if seq == 1 or seq < last - self.max_missing:
             # the sender started again from 1 (its counters were reset): follow it
-            origins[origin] = (seq, set())
+            origins[origin] = _SenderState(seq)
+            return True, 0
+        if seq < state.first:
+            # sent before the first frame we saw, overtaken by it: new to us
+            if len(state.unknown) + state.first - seq <= self.max_missing:
+                state.unknown.update(range(seq + 1, state.first))
+            state.first = seq
             return True, 0
         return False, 0
 
