@@ -29,6 +29,7 @@ from channels_scale.bench.frames import (
     merge_counts,
 )
 from channels_scale.bench.loadgen import source_address
+from channels_scale.bench.scenarios import rss_slope
 
 
 def test_frame_is_padded_json_of_fixed_size() -> None:
@@ -172,3 +173,14 @@ def test_source_addresses_spread_only_when_many() -> None:
     addresses = {source_address(i, 5000) for i in range(5000)}
     assert len(addresses) == 5
     assert all(a is not None and a.startswith("127.") for a in addresses)
+
+
+def test_rss_slope_leaves_out_the_first_step() -> None:
+    steps = [
+        {"held": 100, "rss": 50_000_000},
+        {"held": 200, "rss": 51_000_000},
+        {"held": 300, "rss": 52_000_000},
+    ]
+    assert rss_slope(steps) == 10_000
+    assert rss_slope(steps[:1]) is None
+    assert rss_slope([steps[0], steps[0]]) is None

@@ -211,7 +211,7 @@ def _idle_table(doc: dict[str, Any]) -> list[str]:
         return (r.get("idle") or {}).get("rss_per_connection_bytes")
 
     header = ["stack", "asked", "held at end", "handshake errors", "connects/s"]
-    header += ["RSS per idle connection KiB"] + [f"÷ {b}" for b in BASELINES]
+    header += ["worker RSS per idle connection KiB"] + [f"÷ {b}" for b in BASELINES]
     rows = []
     for record in doc["stacks"]:
         if not record.get("ok"):
@@ -306,6 +306,12 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         "window. Ratios divide this stack's figure by the baseline's, whatever the direction of "
         "better. Server CPU counts every server-side process (workers, Redis, nginx)."
     ]
+    if doc["scenario"] == "idle":
+        notes.append(
+            "RSS per idle connection: the RSS the worker processes added from the first ramp step "
+            "to the last, over the connections added (what the first connections pay once is "
+            "left out); a connection costs this on whichever worker holds it."
+        )
     names = [r["stack"] for r in doc["stacks"]]
     if any(n.startswith("ceiling") for n in names):
         notes.append(

@@ -361,8 +361,7 @@ def idle(run: Run) -> dict[str, Any]:
     figures, reports = _hold(run, max(hold, 0.5))
     after = worker_rss(pids) if pids else {}
     held_end = sum(r.open_at_end for r in reports)
-    added = sum(after.values()) - sum(before.get(pid, 0) for pid in after)
-    per_conn = added / held_end if held_end and pids else None
+    per_conn = rss_slope(steps) if pids else None
     run.ui.note(
         f"  {run.target.name}: {held_end} held after {hold:.0f} s"
         + (f", {per_conn / 1024:.1f} KiB RSS per connection" if per_conn else "")
@@ -379,9 +378,27 @@ def idle(run: Run) -> dict[str, Any]:
             "workers_rss_before": sum(before.values()),
             "workers_rss_after": sum(after.values()),
             "rss_per_connection_bytes": per_conn,
+            "rss_per_connection_bytes_from_zero": (
+                (sum(after.values()) - sum(before.get(pid, 0) for pid in after)) / held_end
+                if held_end and pids
+                else None
+            ),
             "worker_processes": len(after),
         },
     }
+
+
+def rss_slope(steps: list[dict[str, Any]]) -> float | None:
+    """Worker RSS added per idle connection, from the first ramp step to the last.
+
+    Measured from the first step rather than from zero so that what the first connections pay
+    once (lazy imports, caches, pools warming up) is not charged to every connection.
+    """
+    if len(steps) < 2:
+        return None
+    first, last = steps[0], steps[-1]
+    added = last["held"] - first["held"]
+    return (last["rss"] - first["rss"]) / added if added > 0 else None
 
 
 def _hold(run: Run, hold: float) -> tuple[PhaseFigures, list[PhaseReport]]:
