@@ -137,8 +137,9 @@ class _ClientProcess:
     async def _publish(self, conn: _Conn, spec: PhaseSpec, sent: dict[int, int]) -> int:
         max_lag = 0
         interval_us = 1e6 / spec.rate
+        start_us = spec.start_at_us + spec.offset_us(conn.conn_id)
         for seq in range(spec.msgs):
-            scheduled = spec.start_at_us + round(seq * interval_us)
+            scheduled = start_us + round(seq * interval_us)
             delay = scheduled - now_us()
             if delay > 0:
                 await asyncio.sleep(delay / 1e6)

@@ -62,9 +62,9 @@ class PhaseSpec:
     """One load phase: who publishes, how fast, how long, and how long to wait for stragglers.
 
     ``publishers`` maps the publishing connection ids to their rooms. ``start_at_us`` is the
-    common start on the monotonic clock; frame ``k`` of every publisher is scheduled at
-    ``start_at_us + k / rate`` seconds. ``hold_s`` keeps a phase with no publishers open that long
-    (the idle scenario).
+    common start on the monotonic clock; frame ``k`` of a publisher is scheduled at
+    ``start_at_us + offset_us(publisher) + k / rate`` seconds. ``hold_s`` keeps a phase with no
+    publishers open that long (the idle scenario).
     """
 
     phase: int
@@ -75,6 +75,17 @@ class PhaseSpec:
     drain_s: float
     hold_s: float = 0.0
     churn: ChurnSpec | None = None
+
+    def offset_us(self, conn_id: int) -> int:
+        """When publisher ``conn_id`` starts, after ``start_at_us``.
+
+        Publishers are spread evenly over one send interval, so many publishers at the same rate
+        (the rooms scenario) offer a steady load rather than synchronised bursts.
+        """
+        if len(self.publishers) < 2 or self.rate <= 0:
+            return 0
+        rank = sorted(self.publishers).index(conn_id)
+        return round(rank * 1e6 / self.rate / len(self.publishers))
 
     @property
     def nominal_s(self) -> float:

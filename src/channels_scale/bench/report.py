@@ -264,6 +264,28 @@ def _clientlib_table(doc: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _churn_table(doc: dict[str, Any]) -> list[str]:
+    header = ["stack", "churn connects/s", "asked", "opened", "failed", "connect p50 ms", "p99 ms"]
+    rows = []
+    for record in doc["stacks"]:
+        churn = record.get("churn")
+        if not record.get("ok") or not churn:
+            continue
+        latency = churn.get("connect_latency_ms") or {}
+        rows.append(
+            [
+                record["stack"],
+                _num(churn["rate"], "{:g}"),
+                _num(churn["asked"]),
+                _num(churn["opened"]),
+                _num(churn["failed"]),
+                _num(latency.get("50"), "{:,.1f}"),
+                _num(latency.get("99"), "{:,.1f}"),
+            ]
+        )
+    return _table(header, rows)
+
+
 def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: int = 2) -> str:
     """The Markdown section of one run: what ran, where, the table, notes and charts."""
     cfg = doc["config"]
@@ -293,6 +315,8 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         lines += _clientlib_table(doc)
     else:
         lines += _delivery_table(doc)
+    if scenario == "churn":
+        lines += ["", *_churn_table(doc)]
     lines += ["", *_notes(doc)]
     for title, path in (images or {}).items():
         lines += ["", f"![{title}]({path})"]
