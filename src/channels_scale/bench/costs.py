@@ -43,6 +43,12 @@ def cpu_seconds(pid: int) -> float | None:
     return (utime + stime + cutime + cstime) / CLOCK_TICKS
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` (None: no such process)."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
+
+
 def rss_bytes(pid: int) -> int | None:
     """Resident set size of ``pid`` in bytes (None: no such process)."""
     try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from channels_scale.bench.costs import parent_pid, role
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, wait_until
 
@@ -167,13 +168,16 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
     )
     try:
         with Stack(options) as stack:
+
+            def pids() -> list[int]:
+                # supervisord too: it pipes the workers' output, which costs CPU under load
+                found = stack.server_pids()
+                return sorted(
+                    {*found, *(p for p in map(parent_pid, found) if p and role(p) == "supervisor")}
+                )
+
             yield Target(
-                name,
-                stack.ws_url,
-                DESCRIPTIONS[name],
-                workers,
-                stack.redis_url or None,
-                stack.server_pids,
+                name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids
             )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
