@@ -91,9 +91,9 @@ def test_saturate_steps_up_and_reports_the_highest_rate_held(
     cfg = tiny("saturate", stacks=["ceiling"], rate=50.0, duration=1.0)
     doc, files = execute(cfg, quiet=True)
     (record,) = doc["stacks"]
-    assert [p["rate"] for p in record["phases"]] == [50.0, 75.0]
-    assert record["headline"]["max_rate"] == 75.0
-    assert record["headline"]["max_deliveries_per_s"] == 75.0 * 4
+    assert [p["rate"] for p in record["phases"]] == [50.0, 100.0]
+    assert record["headline"]["max_rate"] == 100.0
+    assert record["headline"]["max_deliveries_per_s"] == 100.0 * 4
     assert "saturate-rate.png" in {p.name for p in files}
 
 

@@ -9,8 +9,8 @@ idle      ramp to C idle connections in steps, then hold them D s: connections h
           handshake errors, RSS per idle connection per worker
 churn     fanout (S subscribers, R/s for D s) while extra clients connect and disconnect at a
           fixed rate: latency of the steady clients, churn errors
-saturate  fanout with R stepped up (x1.5 per step of D s) until p99 exceeds the bound or frames are
-          lost: the highest rate held under the bound is the headline number
+saturate  fanout with R doubled per step of D s until p99 exceeds the bound or frames are lost,
+          then bisected twice: the highest rate held under the bound is the headline number
 clientlib fanout against the ceiling once per client library: load-generator CPU per 1,000
           deliveries, to choose the cheapest client
 =========  ========================================================================================
@@ -56,13 +56,14 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "rooms": {"clients": 200, "room_size": 10, "rate": 2, "duration": 10},
     "idle": {"clients": 2000, "duration": 10},
     "churn": {"subs": 100, "rate": 20, "duration": 20},
-    "saturate": {"subs": 200, "rate": 5, "duration": 5},
+    "saturate": {"subs": 200, "rate": 2, "duration": 5},
     "clientlib": {"subs": 100, "rate": 100, "msgs": 1000},
 }
 """Per-scenario defaults (frames/s per publisher, seconds); each finishes in about a minute."""
 
-SATURATE_FACTOR = 1.5
+SATURATE_FACTOR = 2.0
 SATURATE_MAX_STEPS = 12
+SATURATE_REFINE = 2
 IDLE_STEPS = 4
 CHURN_RATE = 10.0
 CHURN_HOLD_S = 1.0
@@ -323,8 +324,14 @@ def saturate(run: Run) -> dict[str, Any]:
             break
         good = step_rate
         step_rate *= SATURATE_FACTOR
-    if good is not None and bad is not None and bad / good > 1.15:
-        step(math.sqrt(good * bad))  # one refinement between the last held and the first failed
+    for _ in range(SATURATE_REFINE):
+        if good is None or bad is None or bad / good < 1.15:
+            break
+        middle = math.sqrt(good * bad)  # bisect (geometrically) between held and failed
+        if step(middle):
+            good = middle
+        else:
+            bad = middle
     best = saturation_point(steps, cfg.bound_ms)
     best_figures = next((f for r, f in steps if r == best), None)
     return {
