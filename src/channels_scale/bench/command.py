@@ -202,7 +202,10 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
 def command_line(cfg: BenchConfig) -> str:
     """The command that reproduces ``cfg`` (options left at their defaults are omitted)."""
     parts = ["channels-scale", "bench", cfg.scenario]
-    parts += ["--url", cfg.url] if cfg.url else ["--stacks", ",".join(cfg.stacks)]
+    if cfg.url:
+        parts += ["--url", cfg.url]
+    elif cfg.scenario != "clientlib":  # clientlib always measures against the ceiling
+        parts += ["--stacks", ",".join(cfg.stacks)]
     if cfg.workers != 2:
         parts += ["--workers", str(cfg.workers)]
     for name in ("subs", "msgs", "rate", "duration", "clients", "room_size"):

@@ -104,8 +104,9 @@ class BenchConfig:
         """Every option with defaults filled in, for the JSON record."""
         keys = ("subs", "msgs", "rate", "duration", "clients", "room_size")
         data: dict[str, Any] = {k: self.get(k) for k in keys if k in DEFAULTS[self.scenario]}
+        stacks = ["ceiling"] if self.scenario == "clientlib" else self.stacks
         data.update(
-            stacks=self.stacks if self.url is None else ["url"],
+            stacks=stacks if self.url is None else ["url"],
             url=self.url,
             workers=self.workers,
             bound_ms=self.bound_ms,
