@@ -330,7 +330,7 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         "Latency runs from each frame's *scheduled* send time to its receipt (no coordinated "
         "omission); lost = deliveries owed for the frames sent but not received within the drain "
         "window. Ratios divide this stack's figure by the baseline's, whatever the direction of "
-        "better. Server CPU counts every server-side process (workers, Redis, nginx)."
+        "better. Server CPU counts every server-side process (workers, Redis, nginx, supervisord)."
     ]
     if doc["scenario"] == "clientlib":
         notes.append(
