@@ -8,13 +8,16 @@ Modules, from pure to I/O:
   phase (deliveries/s, loss, costs) and ratios between stacks.
 - :mod:`~channels_scale.bench.clientlib`: the websocket client libraries the load generator can
   use (picows, websockets), behind one small interface.
-- :mod:`~channels_scale.bench.loadgen`: client processes (multiprocessing, asyncio + uvloop) and
-  the parent that drives them phase by phase.
+- :mod:`~channels_scale.bench.plan`, :mod:`~channels_scale.bench.clientproc`,
+  :mod:`~channels_scale.bench.loadgen`: what client processes are told and report, one client
+  process (asyncio + uvloop), and the parent that drives them phase by phase.
 - :mod:`~channels_scale.bench.costs`: server CPU and RSS from ``/proc``, Redis INFO deltas.
 - :mod:`~channels_scale.bench.stacks`: start and stop the compared stacks (ours, recipe, pubsub,
   ceiling) or point at a running deployment (``--url``).
 - :mod:`~channels_scale.bench.ceiling`: the bare ``websockets`` broadcast server.
-- :mod:`~channels_scale.bench.scenarios`: fanout, rooms, idle, churn, saturate, clientlib.
-- :mod:`~channels_scale.bench.report`: JSON, Markdown, PNG charts, ``docs/benchmarks.md``.
+- :mod:`~channels_scale.bench.scenarios`: fanout, rooms, idle, churn, saturate, clientlib;
+  :mod:`~channels_scale.bench.live`: rich progress.
+- :mod:`~channels_scale.bench.report`: JSON, Markdown tables with ratios, ``docs/benchmarks.md``;
+  :mod:`~channels_scale.bench.charts`: the PNG charts.
 - :mod:`~channels_scale.bench.command`: the ``bench`` subcommand (argparse).
 """
