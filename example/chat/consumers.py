@@ -1,8 +1,13 @@
 """The chat's websocket endpoint: ``/ws/chat/<room>/``.
 
-Every logged-in connection joins the channel-layer group ``chat.<room>``. A message a client sends
-is stored through the ORM, then sent to the group, so every connection in the room receives it
-(the sender included) whichever worker process it is on. See :mod:`chat.protocol` for the frames.
+Every logged-in connection follows the channel-layer group ``chat.<room>`` as a
+:class:`~channels_scale.history.consumer.StreamConsumer`: a message a client sends is stored
+through the ORM, then published to the room's stream, so every connection in the room receives it
+(the sender included) whichever worker process it is on, wrapped with its position as
+``{"epoch", "offset", "data": <message frame>}``. A client that reconnects with its last
+``epoch``/``offset`` gets what it missed first (or ``reload`` when the room's history cannot
+cover it), and the room's presence (who is online) comes with join/leave events. See
+:mod:`chat.protocol` for the message frames and ``client.js`` for the browser side.
 
 Limits and close codes (:class:`channels_scale.closecodes.CloseCode`):
 
@@ -16,8 +21,8 @@ Limits and close codes (:class:`channels_scale.closecodes.CloseCode`):
 - a text over :data:`chat.protocol.MAX_TEXT_CHARS` (2000) characters: an ``{"type": "error"}``
   frame back to the sender, nothing stored, the connection stays open.
 
-Delivery: a message is sent to the room only after it is stored; a client that is not connected
-at that moment misses it live and sees it in the room page's history (the last 50 messages).
+Delivery: a message is published only after it is stored. A client that was disconnected gets it
+when it resumes (the room keeps 1,000 messages for a day, see ``CHANNEL_LAYERS`` in the settings).
 """
 
 from __future__ import annotations
@@ -26,10 +31,9 @@ import json
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
-from channels_scale.consumers import AsyncJsonWebsocketConsumer
+from channels_scale.history.consumer import StreamConsumer
 from chat.models import Message, Room
 from chat.protocol import (
     MAX_TEXT_CHARS,
@@ -37,7 +41,6 @@ from chat.protocol import (
     MessageFrame,
     message_text,
     text_too_long,
-    utf8_length,
 )
 
 GROUP_PREFIX = "chat."
@@ -73,7 +76,7 @@ def message_frame(message: Message, username: str) -> MessageFrame:
     }
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(StreamConsumer):
     """One chat connection (see the module docstring for the protocol and its limits)."""
 
     group: str | None = None
@@ -92,30 +95,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.username = user.get_username()
         self.room_id = await room_id_for(room)
         self.group = room_group(room)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.join_stream(self.group)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         if self.group is None:
             return  # not logged in: already closed, ignore frames still in flight
-        if text_data is None:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "text frames only")
-            return
-        if utf8_length(text_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
-            await self.close(int(CloseCode.MESSAGE_TOO_BIG), "message too big")
-            return
-        try:
-            content = await self.decode_json(text_data)
-        except ValueError:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "invalid JSON")
-            return
-        await self.receive_json(content)
+        # The base classes answer pings, close 1009 over the size limit and 1008 on a binary
+        # frame or invalid JSON, then call receive_json.
+        await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
@@ -129,11 +118,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(text_too_long())
             return
         frame = await store_message(self.room_id, self.user_id, self.username, text)
-        await self.channel_layer.group_send(self.group, {"type": "chat.message", "frame": frame})
-
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        """Deliver a room message (``group_send`` type ``chat.message``) to this client."""
-        await self.send_json(event["frame"])
+        await self.publish(frame)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

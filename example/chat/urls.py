@@ -9,6 +9,11 @@ app_name = "chat"
 urlpatterns = [
     path("", views.rooms, name="rooms"),
     re_path(rf"^rooms/(?P<name>{ROOM_NAME_PATTERN})/$", views.room, name="room"),
+    re_path(
+        rf"^rooms/(?P<name>{ROOM_NAME_PATTERN})/messages\.json$",
+        views.room_messages,
+        name="room-messages",
+    ),
     path(
         "login/",
         LoginView.as_view(template_name="chat/login.html", redirect_authenticated_user=True),

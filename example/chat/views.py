@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from channels_scale.history.consumer import stream_position
+from channels_scale.history.merge import Position
+from chat.consumers import message_frame, room_group
 from chat.forms import RoomForm
 from chat.models import Message, Room
 from chat.protocol import MAX_TEXT_CHARS
@@ -30,6 +35,22 @@ def rooms(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/rooms.html", {"form": form, "rooms": room_list}, status=status)
 
 
+def _room_state(name: str) -> tuple[Position | None, list[Message]]:
+    """The room's stream position, then its last :data:`HISTORY_SIZE` messages.
+
+    The position is read *before* the query: the client resumes from it, so a message published
+    between the two reads comes again over the websocket (and the page drops it by id) instead
+    of being missed.
+    """
+    position = async_to_sync(stream_position)(get_channel_layer(), room_group(name))
+    latest = (
+        Message.objects.filter(room__name=name)
+        .select_related("user")
+        .order_by("-created", "-id")[:HISTORY_SIZE]
+    )
+    return position, list(reversed(latest))
+
+
 @login_required
 @require_http_methods(["GET"])
 def room(request: HttpRequest, name: str) -> HttpResponse:
@@ -37,15 +58,27 @@ def room(request: HttpRequest, name: str) -> HttpResponse:
 
     A room that does not exist yet shows an empty history; the websocket creates it on connect.
     """
-    latest = (
-        Message.objects.filter(room__name=name)
-        .select_related("user")
-        .order_by("-created", "-id")[:HISTORY_SIZE]
-    )
+    position, history = _room_state(name)
     context = {
         "room_name": name,
-        "history": list(reversed(latest)),
+        "history": history,
+        "position": position,
         "max_chars": MAX_TEXT_CHARS,
         "max_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,
     }
     return render(request, "chat/room.html", context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def room_messages(request: HttpRequest, name: str) -> JsonResponse:
+    """The room's state as JSON, for a client told to ``reload`` (its gap is beyond history)."""
+    position, history = _room_state(name)
+    return JsonResponse(
+        {
+            "position": None
+            if position is None
+            else {"epoch": position.epoch, "offset": position.offset},
+            "messages": [message_frame(m, m.user.get_username()) for m in history],
+        }
+    )

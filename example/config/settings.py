@@ -75,7 +75,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several worker processes write to one SQLite file: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
-CHANNEL_LAYERS = channel_layers_from_env()
+# Chat rooms keep their last 1,000 messages for a day: a client that lost its connection resumes
+# from its last offset (channels_scale.history); the broadcast endpoint keeps none.
+CHANNEL_LAYERS = channel_layers_from_env(
+    options={"history": {"chat.*": {"size": 1000, "ttl": 86400}}}
+)
 
 # Frames over this size close the websocket with 1009 (uvicorn enforces it too, from the same
 # variable, through `channels-scale up --max-message-bytes`).

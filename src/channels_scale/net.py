@@ -11,7 +11,7 @@ TIMEOUT_FACTOR_ENV = "CHANNELS_SCALE_TIMEOUT_FACTOR"
 
 
 def timeout_factor() -> float:
-    """Multiplier for every wait: ``CHANNELS_SCALE_TIMEOUT_FACTOR`` (default 1), for slow machines."""
+    """Multiplier for every wait: ``CHANNELS_SCALE_TIMEOUT_FACTOR`` (default 1), slow machines."""
     try:
         return max(float(os.environ.get(TIMEOUT_FACTOR_ENV, "1")), 0.1)
     except ValueError:

@@ -32,22 +32,31 @@ RECIPE_POOL_OPTIONS: dict[str, Any] = {"socket_timeout": None, "max_connections"
 
 
 def channel_layers_from_env(
-    default_url: str = "redis://127.0.0.1:6379/0", default_layer: str = DEFAULT_LAYER
+    default_url: str = "redis://127.0.0.1:6379/0",
+    default_layer: str = DEFAULT_LAYER,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return a ``CHANNEL_LAYERS`` dict for the layer and Redis named in the environment.
+
+    ``options`` go into our layer's ``CONFIG`` (e.g. ``history``); the recipe's layers ignore them.
 
     Raises:
         ValueError: ``CHANNELS_SCALE_LAYER`` names no known layer.
     """
     url = os.environ.get(REDIS_URL_ENV, default_url)
     layer = os.environ.get(LAYER_ENV, default_layer)
-    return {"default": channel_layer_config(layer, url)}
+    return {"default": channel_layer_config(layer, url, options)}
 
 
-def channel_layer_config(layer: str, url: str) -> dict[str, Any]:
+def channel_layer_config(
+    layer: str, url: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``CHANNEL_LAYERS["default"]`` entry for ``layer`` on the Redis at ``url``."""
     if layer == "channels_scale":
-        return {"BACKEND": "channels_scale.layer.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+        return {
+            "BACKEND": "channels_scale.layer.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], **(options or {})},
+        }
     if layer == "channels_redis":
         return {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

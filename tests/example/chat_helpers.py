@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
@@ -35,3 +36,27 @@ async def websocket(
         yield communicator
     finally:
         await communicator.disconnect(timeout=wait())
+
+
+CONTROL_TYPES = frozenset({"welcome", "presence", "presence.state"})
+
+
+async def receive_frame(communicator: WebsocketCommunicator) -> dict[str, Any]:
+    """The next frame that is not a control frame (welcome, presence); a stream message is
+    returned as its ``data`` with ``_offset`` added."""
+    while True:
+        frame: dict[str, Any] = await communicator.receive_json_from(timeout=wait())
+        if frame.get("type") in CONTROL_TYPES:
+            continue
+        if "data" in frame:
+            return {**frame["data"], "_offset": frame.get("offset")}
+        return frame
+
+
+async def nothing_but_control(communicator: WebsocketCommunicator, seconds: float = 0.3) -> bool:
+    """True when only control frames (or nothing) arrive within ``seconds``."""
+    while not await communicator.receive_nothing(timeout=wait(seconds)):
+        frame = await communicator.receive_json_from(timeout=wait())
+        if frame.get("type") not in CONTROL_TYPES:
+            return False
+    return True

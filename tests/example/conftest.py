@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -10,11 +11,25 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 
+from channels_scale.settings import channel_layers_from_env
+
 
 @pytest.fixture
 def in_memory_layer(settings: Any) -> None:
     """Channels' in-memory layer instead of Redis (Channels drops its cached layer on change)."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(autouse=True)
+def redis_layer(settings: Any, shared_redis: Any) -> None:
+    """The example's layer (ours, chat history on) on a real redis-server, own prefix per test."""
+    settings.CHANNEL_LAYERS = channel_layers_from_env(
+        options={
+            "prefix": "t" + uuid.uuid4().hex[:12],
+            "history": {"chat.*": {"size": 1000, "ttl": 600}},
+        }
+    )
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [shared_redis.url]
 
 
 @pytest.fixture

@@ -120,6 +120,13 @@ class Recovery(Generic[T]):
             return Outcome(out, again=True)
         return Outcome(out)
 
+    def give_up(self, state: StreamState, reason: str) -> Outcome[T]:
+        """End a recovery with the reload signal (e.g. the gap is larger than we replay)."""
+        self._held = []
+        self._recovering = False
+        self._restart(state)
+        return Outcome(reload=True, reason=reason)
+
     def live(self, epoch: str, offset: int, item: T) -> tuple[list[tuple[int, T]], bool]:
         """Take one live message; returns ``(to_send, gap)``.
 

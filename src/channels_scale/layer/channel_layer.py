@@ -9,9 +9,11 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
+from channels_scale.history.merge import StreamState
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.loop_layer import LoopLayer
+from channels_scale.layer.naming import Keys
 from channels_scale.layer.stats import Counters
 
 
@@ -172,8 +174,12 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.require_valid_channel_name(channel)
         await self._layer().group_discard(group, channel)
 
-    async def group_send(self, group: str, message: Message) -> None:
+    async def group_send(self, group: str, message: Message, *, history: bool = True) -> None:
         """Send ``message`` to every member of ``group``: one ``PUBLISH`` whatever the members.
+
+        In a group with history (see :meth:`group_history`) the message is also stored and gets
+        ``_epoch``/``_offset``; ``history=False`` sends it live only (presence events, typing
+        indicators: things a reconnecting client need not replay).
 
         Raises:
             TypeError: bad group name or message type.
@@ -184,7 +190,38 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.require_valid_group_name(group)
         if not isinstance(message, dict):
             raise TypeError("message must be a dict")
-        await self._layer().group_send(group, message)
+        await self._layer().group_send(group, message, history)
+
+    # -- history (groups matching a ``history`` pattern) ------------------------------------
+
+    def history_enabled(self, group: str) -> bool:
+        """Whether ``group`` keeps history (its name matches a ``history`` pattern)."""
+        return self.config.history.rule_for(group) is not None
+
+    async def group_history(
+        self, group: str, after: int = 0, limit: int = 1000
+    ) -> tuple[StreamState, list[tuple[int, Message]]]:
+        """Read ``group``'s history: the stream state and up to ``limit`` messages after ``after``.
+
+        Each message dict carries ``_epoch`` and ``_offset``, like the live copies. A group never
+        written to gets its epoch here, so a first reader and a first writer agree on it.
+
+        Raises:
+            ValueError: the group keeps no history.
+            LayerUnavailable: Redis unreachable for ``send_timeout`` seconds.
+        """
+        self.require_valid_group_name(group)
+        return await self._layer().group_history(group, after, limit)
+
+    async def on_group_shard(self, group: str, operation: Any, what: str = "call") -> Any:
+        """Run ``await operation(redis_client)`` on the shard that holds ``group``'s keys,
+        retrying while Redis is unreachable for ``send_timeout`` seconds."""
+        return await self._layer().on_group_shard(group, operation, what)
+
+    @property
+    def keys(self) -> Keys:
+        """Key and channel names of this layer's prefix (see :class:`~.naming.Keys`)."""
+        return Keys(self.config.prefix)
 
     async def flush(self) -> None:
         """Delete every Redis key of this prefix, and this loop's buffers and groups."""

@@ -10,6 +10,9 @@ A frame is ``[kind, origin, seq, expires_at, target, payload]``:
 - ``target``: the channel name (MESSAGE, GROUP_ADD, GROUP_DISCARD) or the group name (GROUP);
 - ``payload``: the message dict, or the group name for control frames.
 
+Group messages of groups with history carry two more items, ``offset`` and ``epoch``, appended by
+the server-side script that stores and publishes them (see :mod:`.history`).
+
 The whole frame is packed once per ``send``/``group_send`` and unpacked once per receiving
 process, whatever the number of local members.
 """
@@ -39,6 +42,9 @@ class Frame(NamedTuple):
     expires_at: float
     target: str
     payload: Any
+    #: group history (see :mod:`.history`): the message's offset and its group's epoch
+    offset: int = 0
+    epoch: str = ""
 
 
 def pack_frame(

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from channels_scale.exceptions import ConfigError
 from channels_scale.layer.buffer import OverflowPolicy
+from channels_scale.layer.history import HistoryPolicy
 
 DEFAULT_HOST = "redis://localhost:6379"
 _URL_SCHEMES = ("redis", "rediss", "unix")
@@ -105,6 +106,7 @@ class LayerConfig:
     health_check_interval: float = 5.0
     backoff_base: float = 0.05
     backoff_cap: float = 5.0
+    history: HistoryPolicy = field(default_factory=HistoryPolicy)
 
     @classmethod
     def build(cls, **options: Any) -> LayerConfig:
@@ -119,6 +121,8 @@ class LayerConfig:
             raise ConfigError(f"unknown channel layer option(s): {', '.join(unknown)}")
         if "hosts" in options:
             options["hosts"] = decode_hosts(options["hosts"])
+        if "history" in options:
+            options["history"] = HistoryPolicy.parse(options["history"])
         if "overflow" in options:
             options["overflow"] = OverflowPolicy.parse(options["overflow"])
         prefix = options.get("prefix", cls.prefix)

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from channels_scale.exceptions import ChannelFull
-from channels_scale.layer import codec
+from channels_scale.history.merge import StreamState
+from channels_scale.layer import codec, history
 from channels_scale.layer.buffer import ChannelBuffer, Entry, OverflowPolicy
 from channels_scale.layer.codec import Message
 from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Shard
@@ -93,6 +94,14 @@ class LoopLayer:
         self._background: set[asyncio.Task[Any]] = set()
         self._scripts = [shard.client.register_script(_QUEUE_PUSH) for shard in self.shards]
         self._group_scripts = [shard.client.register_script(_GROUP_SEND) for shard in self.shards]
+        self._history = config.history
+        if self._history:
+            self._history_send = [
+                s.client.register_script(history.GROUP_SEND_HISTORY) for s in self.shards
+            ]
+            self._history_read = [
+                s.client.register_script(history.READ_HISTORY) for s in self.shards
+            ]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -197,6 +206,10 @@ class LoopLayer:
                 return  # delivered locally by group_send already
             if not self._check_seq(frame.target, frame):
                 return
+            if frame.offset:
+                payload = frame.payload
+                payload[history.EPOCH_KEY] = frame.epoch
+                payload[history.OFFSET_KEY] = frame.offset
             self._fanout(frame.target, (frame.expires_at, frame.payload))
             return
         if not self._check_seq("", frame):
@@ -422,7 +435,7 @@ class LoopLayer:
         )
         await self._publish(self.router.shard_for(inbox), key, frame)
 
-    async def group_send(self, group: str, message: Message) -> None:
+    async def group_send(self, group: str, message: Message, keep: bool = True) -> None:
         config = self.config
         key = self.keys.group(group)
         frame = codec.pack_frame(
@@ -434,6 +447,11 @@ class LoopLayer:
             message,
             config.max_message_size,
         )
+        if self._history and keep:
+            rule = self._history.rule_for(group)
+            if rule is not None:
+                await self._group_send_history(group, key, frame, rule)
+                return
         if group in self._groups:
             local = codec.unpack_frame(frame)
             self._fanout(group, (local.expires_at, local.payload))
@@ -448,6 +466,73 @@ class LoopLayer:
         for member in queue_members:
             with contextlib.suppress(ChannelFull):
                 await self._queue_push(member.decode(), frame)
+
+    async def _group_send_history(
+        self, group: str, key: str, frame: bytes, rule: history.HistoryRule
+    ) -> None:
+        """One script stores the frame in the group's stream and publishes it with its offset."""
+        shard = self.router.shard_for(group)
+        script = self._history_send[shard]
+        keys = [key, self.keys.group_queues(group), *self.keys.history(group)]
+        args: list[bytes | float | int | str] = [
+            history.with_history_header(frame),
+            time.time() - self.config.group_expiry,
+            random_token(16),
+            rule.size,
+            int(rule.ttl * 1000),
+        ]
+        result = await self.shards[shard].call(
+            lambda client: script(keys=keys, args=args, client=client), "group_send"
+        )
+        self.counters.published += 1
+        offset, epoch, queue_members = int(result[0]), result[1].decode(), result[2:]
+        if group in self._groups:
+            local = codec.unpack_frame(frame)
+            payload = local.payload
+            payload[history.EPOCH_KEY] = epoch
+            payload[history.OFFSET_KEY] = offset
+            self._fanout(group, (local.expires_at, payload))
+        for member in queue_members:
+            with contextlib.suppress(ChannelFull):
+                await self._queue_push(member.decode(), frame)
+
+    async def group_history(
+        self, group: str, after: int, limit: int
+    ) -> tuple[StreamState, list[tuple[int, Message]]]:
+        """The group's stream state and its messages with offset > ``after`` (at most ``limit``).
+
+        Raises:
+            ValueError: the group keeps no history.
+            LayerUnavailable: Redis unreachable for ``send_timeout``.
+        """
+        rule = self._history.rule_for(group) if self._history else None
+        if rule is None:
+            raise ValueError(f"group {group!r} keeps no history (see the layer's history option)")
+        shard = self.router.shard_for(group)
+        script = self._history_read[shard]
+        keys = list(self.keys.history(group))
+        args: list[str | int] = [random_token(16), max(after, 0), limit, int(rule.ttl * 1000)]
+        result = await self.shards[shard].call(
+            lambda client: script(keys=keys, args=args, client=client), "group_history"
+        )
+        state = StreamState(result[0].decode(), int(result[2]), int(result[1]))
+        messages: list[tuple[int, Message]] = []
+        for data in result[3:]:
+            try:
+                frame = codec.unpack_frame(data)
+            except ValueError:
+                self.counters.bad_frames += 1
+                continue
+            payload = frame.payload
+            payload[history.EPOCH_KEY] = frame.epoch
+            payload[history.OFFSET_KEY] = frame.offset
+            messages.append((frame.offset, payload))
+        return state, messages
+
+    async def on_group_shard(self, group: str, operation: Any, what: str) -> Any:
+        """Run ``operation(client)`` on the shard holding ``group``'s keys, with the layer's
+        retry for ``send_timeout`` (used by presence)."""
+        return await self.shards[self.router.shard_for(group)].call(operation, what)
 
     # -- flush, housekeeping, close -------------------------------------------------------------
 

@@ -80,6 +80,23 @@ class Keys:
         """Sorted set of the normal channels in a group (score: time added)."""
         return f"{self.prefix}:gq:{{{group}}}"
 
+    def history(self, group: str) -> tuple[str, str, str]:
+        """The group's history keys: epoch, offset counter and stream (one hash slot)."""
+        return (
+            f"{self.prefix}:epoch:{{{group}}}",
+            f"{self.prefix}:offset:{{{group}}}",
+            f"{self.prefix}:stream:{{{group}}}",
+        )
+
+    def presence(self, group: str) -> tuple[str, str, str]:
+        """The group's presence keys: connection expiry times (zset), each connection's user
+        info (hash) and each user's connection count (hash)."""
+        return (
+            f"{self.prefix}:presence:{{{group}}}",
+            f"{self.prefix}:pinfo:{{{group}}}",
+            f"{self.prefix}:pusers:{{{group}}}",
+        )
+
     def pattern(self) -> str:
         """``SCAN MATCH`` pattern for every key of this prefix (for ``flush``)."""
         return f"{self.prefix}:*"

@@ -1,11 +1,11 @@
-// The chat room page: live messages over /ws/chat/<room>/, connection state, reconnect with backoff.
-// Plain JS, no build step. A later client (channels_scale's client.js) adds jitter, heartbeats and
-// resume-by-offset; this one reconnects and relies on the page's history for what it missed.
+// The chat room page, on channels_scale's client.js: live messages over /ws/chat/<room>/,
+// resume by (epoch, offset) after any drop, reload from the server when history cannot cover the
+// gap, who is online. Plain JS, no build step.
 (function () {
   "use strict";
 
   var root = document.getElementById("chat");
-  if (!root) return;
+  if (!root || !window.ChannelsScale) return;
 
   var room = root.dataset.room;
   var me = root.dataset.user;
@@ -13,35 +13,23 @@
   var list = document.getElementById("chat-messages");
   var stateEl = document.getElementById("chat-state");
   var errorEl = document.getElementById("chat-error");
+  var onlineEl = document.getElementById("chat-online");
+  var eventsEl = document.getElementById("chat-events");
   var form = document.getElementById("chat-form");
   var input = document.getElementById("chat-input");
   var sendButton = document.getElementById("chat-send");
-
-  // Close codes after which reconnecting cannot help (channels_scale.closecodes).
   var FINAL_CODES = { 4401: "Logged out: log in again.", 4403: "You may not join this room." };
-  var BACKOFF_MIN_MS = 500;
-  var BACKOFF_MAX_MS = 15000;
 
-  var socket = null;
-  var attempt = 0;
-  var retryTimer = null;
   var seen = new Set();
-
+  var online = new Map();
   Array.prototype.forEach.call(list.querySelectorAll("li[data-id]"), function (li) {
     seen.add(li.dataset.id);
   });
 
-  function url() {
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    return scheme + "//" + window.location.host + "/ws/chat/" + encodeURIComponent(room) + "/";
-  }
-
   function setState(name, label) {
     stateEl.className = "state state-" + name;
     stateEl.textContent = label;
-    var open = name === "open";
-    input.disabled = !open;
-    sendButton.disabled = !open;
+    input.disabled = sendButton.disabled = name !== "open";
   }
 
   function showError(text) {
@@ -52,20 +40,17 @@
   function formatTime(iso) {
     var date = new Date(iso);
     if (isNaN(date.getTime())) return "";
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-
-  function atBottom() {
-    return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return pad(date.getHours()) + ":" + pad(date.getMinutes());
   }
 
   function append(message) {
     var id = String(message.id);
-    if (seen.has(id)) return;
+    if (seen.has(id)) return; // the page may already show it (position read before the query)
     seen.add(id);
     var empty = document.getElementById("chat-empty");
     if (empty) empty.remove();
-    var stick = atBottom();
+    var stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     var li = document.createElement("li");
     li.dataset.id = id;
     if (message.user === me) li.className = "mine";
@@ -83,73 +68,90 @@
     if (stick || message.user === me) list.scrollTop = list.scrollHeight;
   }
 
-  function connect() {
-    retryTimer = null;
-    setState("connecting", attempt ? "reconnecting…" : "connecting…");
-    socket = new WebSocket(url());
-
-    socket.addEventListener("open", function () {
-      attempt = 0;
-      showError("");
-      setState("open", "connected");
-    });
-
-    socket.addEventListener("message", function (event) {
-      var frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (e) {
-        return;
-      }
-      if (frame.type === "message") {
-        append(frame);
-      } else if (frame.type === "error") {
-        showError(frame.detail || "The server refused that message.");
-      }
-    });
-
-    socket.addEventListener("close", function (event) {
-      socket = null;
-      if (FINAL_CODES[event.code]) {
-        setState("closed", "disconnected");
-        showError(FINAL_CODES[event.code]);
-        return;
-      }
-      // Exponential backoff with jitter, so a restarted worker is not hit by every client at once.
-      var delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, attempt));
-      delay = delay / 2 + Math.random() * (delay / 2);
-      attempt += 1;
-      setState("closed", "offline, retrying in " + Math.ceil(delay / 1000) + " s");
-      retryTimer = window.setTimeout(connect, delay);
-    });
+  function renderOnline() {
+    onlineEl.textContent = "";
+    Array.from(online.values())
+      .sort(function (a, b) { return String(a.name).localeCompare(String(b.name)); })
+      .forEach(function (user) {
+        var span = document.createElement("span");
+        span.className = "who-online";
+        span.dataset.user = user.name;
+        span.textContent = user.name;
+        onlineEl.appendChild(span);
+      });
   }
+
+  function logEvent(text) {
+    var li = document.createElement("li");
+    li.textContent = formatTime(new Date().toISOString()) + " " + text;
+    eventsEl.appendChild(li);
+    eventsEl.scrollTop = eventsEl.scrollHeight;
+  }
+
+  function reload() {
+    // The room's history no longer covers our gap: take the state from the database.
+    return fetch(root.dataset.messagesUrl, { credentials: "same-origin" })
+      .then(function (response) { return response.json(); })
+      .then(function (state) {
+        state.messages.forEach(append);
+        logEvent("reloaded the room");
+      })
+      .catch(function () { showError("Could not reload the room; refresh the page."); });
+  }
+
+  var position = root.dataset.epoch
+    ? { epoch: root.dataset.epoch, offset: parseInt(root.dataset.offset, 10) }
+    : null;
+
+  var sub = window.ChannelsScale.subscribe("/ws/chat/" + encodeURIComponent(room) + "/", {
+    position: position,
+    onMessage: function (frame) {
+      if (frame.data && frame.data.type === "message") append(frame.data);
+    },
+    onFrame: function (frame) {
+      if (frame.type === "error") showError(frame.detail || "The server refused that message.");
+    },
+    onReload: reload,
+    onPresenceState: function (users) {
+      online.clear();
+      users.forEach(function (user) { online.set(String(user.id), user); });
+      renderOnline();
+    },
+    onPresence: function (event) {
+      var user = event.user;
+      if (event.event === "join") online.set(String(user.id), user);
+      else online.delete(String(user.id));
+      renderOnline();
+      logEvent(user.name + (event.event === "join" ? " joined" : " left"));
+    },
+    onState: function (state, detail) {
+      if (state === "open") {
+        showError("");
+        setState("open", "connected");
+      } else if (state === "closed" && detail && FINAL_CODES[detail.code]) {
+        setState("closed", "disconnected");
+        showError(FINAL_CODES[detail.code]);
+      } else if (state === "reconnecting" && detail && detail.delay !== undefined) {
+        setState("connecting", "offline, retrying in " + Math.ceil(detail.delay / 1000) + " s");
+      } else {
+        setState("connecting", state === "connecting" ? "connecting…" : "reconnecting…");
+      }
+    },
+  });
+  window.chatSubscription = sub; // for the browser tests and the curious
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = input.value.trim();
-    if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
+    if (!text) return;
     if (text.length > maxChars) {
       showError("Messages are limited to " + maxChars + " characters.");
       return;
     }
-    socket.send(JSON.stringify({ type: "message", text: text }));
-    input.value = "";
-    showError("");
-    input.focus();
-  });
-
-  // Come back at once when the network or the tab returns, instead of waiting out the backoff.
-  function retryNow() {
-    if (retryTimer !== null) {
-      window.clearTimeout(retryTimer);
-      connect();
+    if (sub.send({ type: "message", text: text })) {
+      input.value = "";
+      showError("");
+      input.focus();
     }
-  }
-  window.addEventListener("online", retryNow);
-  document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible") retryNow();
   });
-
-  list.scrollTop = list.scrollHeight;
-  connect();
 })();
