@@ -49,7 +49,7 @@ async def test_origin_check_refuses_foreign_origin_before_the_app_runs() -> None
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
-async def test_worker_middleware_counts_accepted_websockets_and_answers_health() -> None:
+async def test_worker_middleware_counts_open_websockets_and_answers_health() -> None:
     middleware: WorkerMiddleware
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -30,8 +30,10 @@ HEALTH_PATH = "/healthz"
 class WorkerMiddleware:
     """Answer ``/healthz`` with ``{"worker": id, "pid": pid, "websockets": open}``.
 
-    The websocket count goes up when the app accepts a connection and down when that connection's
-    application call returns, so it is exact for this process.
+    ``websockets`` counts the websocket connections this process is serving: up when the
+    server hands one to the app, down when that application call returns. Handshakes still in
+    progress or refused count while they last. The ASGI ``send``/``receive`` are passed through
+    untouched, so the middleware costs nothing per message.
     """
 
     def __init__(self, app: ASGIApp, worker_id: str | None = None) -> None:
@@ -47,20 +49,11 @@ class WorkerMiddleware:
         if kind != "websocket":
             await self.app(scope, receive, send)
             return
-        accepted = False
-
-        async def counting_send(message: Message) -> None:
-            nonlocal accepted
-            if not accepted and message["type"] == "websocket.accept":
-                accepted = True
-                self.open_websockets += 1
-            await send(message)
-
+        self.open_websockets += 1
         try:
-            await self.app(scope, receive, counting_send)
+            await self.app(scope, receive, send)
         finally:
-            if accepted:
-                self.open_websockets -= 1
+            self.open_websockets -= 1
 
     async def _health(self, send: Send) -> None:
         body = json.dumps(
