@@ -1,8 +1,12 @@
 """Connections to one Redis shard, and the bounded retry used by every sending command.
 
-Three kinds of connection per shard and event loop, for three different jobs:
+Four kinds of connection per shard and event loop, for four different jobs:
 
-- a pool of ``pool_size`` connections for commands (publish, queue push, group records), guarded
+- one auto-pipelining connection (:class:`~.pipe.CommandPipe`) for the hot sending commands
+  (``PUBLISH`` to an inbox, the ``group_send`` script, queue pushes): :meth:`Shard.execute`;
+
+- a pool of ``pool_size`` connections for the other commands (group records, flush, history
+  reads, presence), guarded
   by a semaphore of the same size: a burst of 1,000 concurrent sends waits for a free connection
   instead of raising ``MaxConnectionsError`` as redis-py 8's default pool (100 connections) does.
   (redis-py's ``BlockingConnectionPool`` does the same but costs ~2x per command: a Condition and
@@ -13,14 +17,15 @@ Three kinds of connection per shard and event loop, for three different jobs:
 - a pool for blocking pops of normal channels (``BLPOP`` with a short server-side timeout and a
   socket timeout just above it), kept apart so long blocking calls never starve the command pool.
 
-redis-py's own retries are switched off (``Retry(NoBackoff(), 0)``): :meth:`Shard.call` retries with
-exponential backoff and full jitter for at most ``send_timeout``, then raises
-:class:`~channels_scale.exceptions.LayerUnavailable`.
+redis-py's own retries are switched off (``Retry(NoBackoff(), 0)``): :meth:`Shard.call` and
+:meth:`Shard.execute` retry with exponential backoff and full jitter for at most
+``send_timeout``, then raise :class:`~channels_scale.exceptions.LayerUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,6 +39,7 @@ from redis.backoff import NoBackoff
 from channels_scale.exceptions import LayerUnavailable
 from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.config import HostConfig, LayerConfig
+from channels_scale.layer.pipe import CommandPipe, ReplyError, encode
 from channels_scale.layer.stats import Counters
 
 logger = logging.getLogger("channels_scale.layer")
@@ -50,6 +56,16 @@ REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
 
 #: server-side timeout of one BLPOP, seconds; a receive() loops over them, never raising
 BLOCKING_POP_TIMEOUT = 2.0
+
+
+class Script:
+    """A Lua script sent as ``EVALSHA`` (``EVAL`` once after Redis lost its script cache)."""
+
+    __slots__ = ("body", "sha")
+
+    def __init__(self, body: str) -> None:
+        self.body = body.encode()
+        self.sha = hashlib.sha1(self.body).hexdigest().encode()
 
 
 def _pool_kwargs(host: HostConfig, config: LayerConfig) -> dict[str, Any]:
@@ -92,6 +108,7 @@ class Shard:
         }
         self.blocking_pool: ConnectionPool = _make_pool(ConnectionPool, host, blocking_kwargs)
         self.blocking_client = Redis(connection_pool=self.blocking_pool)
+        self.pipe = CommandPipe(self.pubsub_connection, config.send_timeout)
 
     def pubsub_connection(self) -> AbstractConnection:
         """A new, unconnected connection for the pub/sub reader: no socket timeout at all."""
@@ -127,8 +144,62 @@ class Shard:
                 attempt += 1
                 await asyncio.sleep(min(delay, remaining))
 
+    async def execute(self, what: str, data: bytes) -> Any:
+        """Send one RESP-encoded command on the pipelined connection and return its reply.
+
+        Retries while Redis is unreachable, for ``send_timeout``, like :meth:`call`.
+
+        Raises:
+            LayerUnavailable: Redis was unreachable for the whole ``send_timeout``.
+            redis.exceptions.ResponseError: Redis answered with an error.
+        """
+        try:
+            reply = await self.pipe.request(data)
+        except REDIS_DOWN_ERRORS as exc:
+            reply = await self._execute_retrying(what, data, exc)
+        if type(reply) is ReplyError:
+            raise redis.exceptions.ResponseError(str(reply))
+        return reply
+
+    async def _execute_retrying(self, what: str, data: bytes, first: BaseException) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.send_timeout
+        attempt = 0
+        exc = first
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.counters.send_failed += 1
+                raise LayerUnavailable(
+                    f"{what}: Redis at {self.host.describe()} unreachable for "
+                    f"{self.config.send_timeout:g} s ({exc})"
+                ) from exc
+            self.counters.send_retries += 1
+            await asyncio.sleep(
+                min(full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap),
+                    remaining)
+            )  # fmt: skip
+            attempt += 1
+            try:
+                return await self.pipe.request(data)
+            except REDIS_DOWN_ERRORS as error:
+                exc = error
+
+    async def run_script(
+        self, what: str, script: Script, keys: list[bytes | str], args: list[Any]
+    ) -> Any:
+        """Run ``script`` with ``keys`` and ``args`` on the pipelined connection (see
+        :meth:`execute`); ``EVAL`` once when Redis does not know the script (restarted)."""
+        try:
+            return await self.execute(what, encode(b"EVALSHA", script.sha, len(keys), *keys, *args))
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self.execute(what, encode(b"EVAL", script.body, len(keys), *keys, *args))
+
     async def aclose(self) -> None:
         """Close every pooled connection (the pub/sub reader closes its own)."""
+        self.pipe.close()
         for client in (self.client, self.blocking_client):
             try:
                 await client.aclose(close_connection_pool=True)

@@ -8,8 +8,9 @@ Paths, cheapest first:
 
 - ``send`` to a channel of this loop's inbox: copy through the codec into the local buffer, wake
   one waiting ``receive``; no Redis.
-- ``group_send``: pack once, deliver to local members, one pipelined ``PUBLISH`` (+ a lookup of
-  the group's queue members) on the group's shard. Every process subscribed to the group unpacks
+- ``group_send``: pack once, deliver to local members, one script call (``PUBLISH`` + a lookup
+  of the group's queue members) on the group's shard, written on its auto-pipelining connection
+  (:mod:`.pipe`). Every process subscribed to the group unpacks
   the frame once and puts the *same* message dict into each local member's buffer.
 - ``send`` to another process' channel: one ``PUBLISH`` to its inbox.
 - ``send`` to a normal channel: one ``EVALSHA`` (capacity check + ``RPUSH`` + expiry);
@@ -31,7 +32,7 @@ from channels_scale.history.merge import StreamState
 from channels_scale.layer import codec, history
 from channels_scale.layer.buffer import ChannelBuffer, Entry, OverflowPolicy
 from channels_scale.layer.codec import Message
-from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Shard
+from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Script, Shard
 from channels_scale.layer.naming import (
     Keys,
     inbox_of,
@@ -39,6 +40,7 @@ from channels_scale.layer.naming import (
     new_inbox_id,
     random_token,
 )
+from channels_scale.layer.pipe import encode
 from channels_scale.layer.reader import PubSubReader
 from channels_scale.layer.sharding import ShardRouter
 from channels_scale.layer.stats import Counters, GapDetector
@@ -49,20 +51,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("channels_scale.layer")
 
 # KEYS[1] group channel, KEYS[2] its queue members; ARGV frame, oldest valid join time.
-# One round trip per group_send; the set lookup is skipped when no normal channel joined.
-_GROUP_SEND = """
+# One round trip per group_send; the lookup of a missing set (no normal channel joined) is O(1).
+_GROUP_SEND = Script("""
 redis.call('PUBLISH', KEYS[1], ARGV[1])
-if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
 return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
-"""
+""")
 
 # KEYS[1] queue; ARGV frame, capacity, expiry in ms. Returns 0 when full.
-_QUEUE_PUSH = """
+_QUEUE_PUSH = Script("""
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
-"""
+""")
+_HISTORY_SEND = Script(history.GROUP_SEND_HISTORY)
 
 #: how long an idle blocking-pop task lingers for the next receive() before it stops, seconds
 PULLER_LINGER = 10.0
@@ -92,13 +94,8 @@ class LoopLayer:
         self._demand: dict[str, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._scripts = [shard.client.register_script(_QUEUE_PUSH) for shard in self.shards]
-        self._group_scripts = [shard.client.register_script(_GROUP_SEND) for shard in self.shards]
         self._history = config.history
         if self._history:
-            self._history_send = [
-                s.client.register_script(history.GROUP_SEND_HISTORY) for s in self.shards
-            ]
             self._history_read = [
                 s.client.register_script(history.READ_HISTORY) for s in self.shards
             ]
@@ -273,9 +270,7 @@ class LoopLayer:
             raise ChannelFull(channel)
 
     async def _publish(self, shard: int, key: str, frame: bytes) -> None:
-        receivers: int = await self.shards[shard].call(
-            lambda client: client.publish(key, frame), "send"
-        )
+        receivers: int = await self.shards[shard].execute("send", encode(b"PUBLISH", key, frame))
         self.counters.published += 1
         if not receivers:
             self.counters.undeliverable += 1
@@ -307,11 +302,9 @@ class LoopLayer:
 
     async def _queue_push(self, channel: str, frame: bytes) -> bool:
         shard = self.router.shard_for(channel)
-        script = self._scripts[shard]
         args = [frame, self.owner.get_capacity(channel), int(self.config.expiry * 1000)]
-        key = self.keys.queue(channel)
-        pushed = await self.shards[shard].call(
-            lambda client: script(keys=[key], args=args, client=client), "send"
+        pushed = await self.shards[shard].run_script(
+            "send", _QUEUE_PUSH, [self.keys.queue(channel)], args
         )
         self.counters.published += 1
         return bool(pushed)
@@ -456,12 +449,9 @@ class LoopLayer:
             local = codec.unpack_frame(frame)
             self._fanout(group, (local.expires_at, local.payload))
         shard = self.router.shard_for(group)
-        script = self._group_scripts[shard]
-        keys = [key, self.keys.group_queues(group)]
+        keys: list[bytes | str] = [key, self.keys.group_queues(group)]
         args: list[bytes | float] = [frame, time.time() - config.group_expiry]
-        queue_members = await self.shards[shard].call(
-            lambda client: script(keys=keys, args=args, client=client), "group_send"
-        )
+        queue_members = await self.shards[shard].run_script("group_send", _GROUP_SEND, keys, args)
         self.counters.published += 1
         for member in queue_members:
             with contextlib.suppress(ChannelFull):
@@ -472,8 +462,7 @@ class LoopLayer:
     ) -> None:
         """One script stores the frame in the group's stream and publishes it with its offset."""
         shard = self.router.shard_for(group)
-        script = self._history_send[shard]
-        keys = [key, self.keys.group_queues(group), *self.keys.history(group)]
+        keys: list[bytes | str] = [key, self.keys.group_queues(group), *self.keys.history(group)]
         args: list[bytes | float | int | str] = [
             history.with_history_header(frame),
             time.time() - self.config.group_expiry,
@@ -481,9 +470,7 @@ class LoopLayer:
             rule.size,
             int(rule.ttl * 1000),
         ]
-        result = await self.shards[shard].call(
-            lambda client: script(keys=keys, args=args, client=client), "group_send"
-        )
+        result = await self.shards[shard].run_script("group_send", _HISTORY_SEND, keys, args)
         self.counters.published += 1
         offset, epoch, queue_members = int(result[0]), result[1].decode(), result[2:]
         if group in self._groups:
