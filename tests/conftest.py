@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from channels_scale.net import free_port, timeout_factor, wait_until
+from tests.stackrunner import RunningStack
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example"
@@ -125,4 +126,21 @@ def example_env(tmp_path: Path) -> dict[str, str]:
     )
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    env["STATIC_ROOT"] = str(tmp_path / "static")
     return env
+
+
+@pytest.fixture
+def start_stack(tmp_path: Path, example_env: dict[str, str]) -> Iterator[object]:
+    """``start(*args)`` runs ``channels-scale up`` on the example; every stack stops at teardown."""
+    started: list[RunningStack] = []
+
+    def start(*args: str) -> RunningStack:
+        stack = RunningStack(list(args), example_env, tmp_path / f"run{len(started)}", free_port())
+        started.append(stack)
+        stack.wait_up()
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()

@@ -84,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         consumer=args.consumer,
         run_dir=args.run_dir,
         max_message_bytes=args.max_message_bytes,
+        collectstatic=not args.no_collectstatic,
     )
     stack = Stack(options)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--max-message-bytes", type=positive_int, default=65536,
         help="largest websocket frame; over it the connection closes with 1009",
+    )  # fmt: skip
+    up.add_argument(
+        "--no-collectstatic", action="store_true",
+        help="do not run collectstatic before nginx serves STATIC_ROOT",
     )  # fmt: skip
     up.set_defaults(func=cmd_up)
 

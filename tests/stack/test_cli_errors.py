@@ -10,7 +10,7 @@ import pytest
 
 from channels_scale.net import free_port
 from channels_scale.stack.processes import processes_mentioning
-from tests.stack.conftest import run_cli
+from tests.stackrunner import run_cli
 
 
 def _assert_clean_failure(done: object, run_dir: Path, expected: str) -> None:

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from channels_scale.net import port_in_use, timeout_factor
 from channels_scale.stack.health import http_status, worker_health
 from channels_scale.stack.processes import processes_mentioning
-from tests.stack.conftest import RunningStack, run_cli
+from tests.stackrunner import RunningStack, run_cli
 
 pytestmark = pytest.mark.e2e
 WAIT = 10 * timeout_factor()

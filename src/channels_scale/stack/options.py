@@ -45,6 +45,7 @@ class StackOptions:
         max_message_bytes: largest websocket frame a worker accepts; over it: close 1009.
         ws_ping_interval, ws_ping_timeout: server pings that find dead peers (seconds).
         redis_port: the private Redis' port (0: pick a free one).
+        collectstatic: with nginx, run Django's ``collectstatic`` into ``STATIC_ROOT`` first.
     """
 
     app: str = EXAMPLE_APP
@@ -64,6 +65,7 @@ class StackOptions:
     ws_ping_timeout: float = 20.0
     redis_port: int = 0
     python: str = sys.executable
+    collectstatic: bool = True
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""

@@ -44,6 +44,9 @@ try:
         static_root = str(settings.STATIC_ROOT) if settings.STATIC_ROOT else None
 except Exception:
     pass
+if static_root and os.environ.get("CHANNELS_SCALE_COLLECTSTATIC") == "1":
+    from django.core.management import call_command
+    call_command("collectstatic", interactive=False, verbosity=0)
 print(json.dumps({"static_url": static_url, "static_root": static_root}))
 """
 
@@ -244,6 +247,9 @@ class Stack:
 
     def _probe_app(self) -> None:
         env = {**os.environ, **worker_environment(self.options, self.redis_url, False)}
+        if self.options.collectstatic and self.options.lb == "nginx":
+            # nginx serves STATIC_ROOT: a stale copy would serve old JS next to new code.
+            env["CHANNELS_SCALE_COLLECTSTATIC"] = "1"
         try:
             done = subprocess.run(
                 [self.options.python, "-c", _PROBE],

@@ -1,4 +1,4 @@
-"""Run the real ``channels-scale`` command as a subprocess."""
+"""Run the real ``channels-scale`` command as a subprocess (stack tests, browser tests)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from channels_scale.net import free_port, timeout_factor
+from channels_scale.net import timeout_factor
 
 CLI = str(Path(sys.executable).parent / "channels-scale")
 
@@ -69,18 +68,3 @@ class RunningStack:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return code
-
-
-@pytest.fixture
-def start_stack(tmp_path: Path, example_env: dict[str, str]) -> Iterator[object]:
-    started: list[RunningStack] = []
-
-    def start(*args: str) -> RunningStack:
-        stack = RunningStack(list(args), example_env, tmp_path / f"run{len(started)}", free_port())
-        started.append(stack)
-        stack.wait_up()
-        return stack
-
-    yield start
-    for stack in started:
-        stack.stop()
