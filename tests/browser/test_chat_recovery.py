@@ -103,7 +103,8 @@ async def test_killed_worker_client_resumes_without_loss_and_presence_follows(
     # Presence: the second user saw the first leave and come back, and both are listed.
     await second.wait_for_function(
         "() => { const t = document.getElementById('chat-events').innerText;"
-        " const left = t.indexOf('demo left'); return left >= 0 && t.indexOf('demo joined', left) > left; }",
+        " const left = t.indexOf('demo left');"
+        " return left >= 0 && t.indexOf('demo joined', left) > left; }",
         timeout=WAIT_MS,
     )  # fmt: skip
     online = await second.locator("#chat-online .who-online").all_inner_texts()
