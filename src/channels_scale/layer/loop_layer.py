@@ -144,7 +144,9 @@ class LoopLayer:
     # -- delivery into local buffers (the hot path) ---------------------------------------
 
     def _deliver(self, channel: str, entry: Entry) -> None:
-        buffer = self._buffers.get(channel) or self._buffer(channel)
+        buffer = self._buffers.get(channel)
+        if buffer is None:  # (not `or`: an empty buffer is falsy, and __len__ costs a call)
+            buffer = self._buffer(channel)
         if buffer.offer(entry):
             self.counters.delivered += 1
         else:
@@ -165,7 +167,9 @@ class LoopLayer:
         buffers = self._buffers
         dropped = 0
         for channel in members:
-            buffer = buffers.get(channel) or self._buffer(channel)
+            buffer = buffers.get(channel)
+            if buffer is None:
+                buffer = self._buffer(channel)
             if not buffer.offer(entry):
                 dropped += 1
             if buffer.waiters:
@@ -275,8 +279,21 @@ class LoopLayer:
         if not receivers:
             self.counters.undeliverable += 1
 
+    def poll(self, channel: str) -> Message | None:
+        """The next message of a known process-specific channel if one is buffered, else None.
+
+        The no-wait path of ``receive()``: a plain call, no coroutine. A channel with a buffer
+        was validated when it got it (or was made by :meth:`new_channel`).
+        """
+        buffer = self._buffers.get(channel)
+        if buffer is None or "!" not in channel:
+            return None
+        return buffer.take(time.time(), self.config.overflow_notice_type)
+
     async def receive(self, channel: str) -> Message:
-        buffer = self._buffers.get(channel) or self._buffer(channel)
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            buffer = self._buffer(channel)
         notice = self.config.overflow_notice_type
         if "!" not in channel:
             self._want_queue(channel)

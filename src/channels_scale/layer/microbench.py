@@ -15,7 +15,7 @@ row. Reported per case:
 - Redis commands per group_send: ``INFO commandstats`` calls delta (every client, receivers
   included, ``INFO`` itself excluded) / N;
 - CPU ms per 1,000 deliveries: CPU time of the sender, of the receivers (from their ``ready``)
-  and of redis-server (``INFO cpu``) / deliveries * 1000.
+  and of redis-server (``INFO cpu``) / deliveries * 1000, in total and split into those three.
 
 N is capped so that slow cases finish (``--budget`` deliveries per case; the core layer gets a
 tenth of it); the table shows the N used. Members are spread evenly over the processes.
@@ -116,6 +116,9 @@ class Result:
     rate: float
     commands: float
     cpu_ms: float
+    sender_ms: float = 0.0
+    receivers_ms: float = 0.0
+    redis_ms: float = 0.0
 
     def row(self) -> str:
         expected = self.members * self.messages
@@ -123,14 +126,15 @@ class Result:
         return (
             f"| {self.layer} | {self.members:,} | {self.procs} | {self.messages:,} | "
             f"{self.deliveries:,}{lost} | {self.rate:,.0f} | {self.commands:.1f} | "
-            f"{self.cpu_ms:.0f} |"
+            f"{self.cpu_ms:.1f} | {self.sender_ms:.1f} / {self.receivers_ms:.1f} / "
+            f"{self.redis_ms:.1f} |"
         )
 
 
 HEADER = (
     "| layer | members | procs | group_sends | deliveries | deliveries/s "
-    "| Redis cmds / group_send | CPU ms / 1k deliveries |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|"
+    "| Redis cmds / group_send | CPU ms / 1k deliveries | sender / receivers / redis |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -190,12 +194,15 @@ async def run_case(
     deliveries = sum(r["count"] for r in results)
     last = max((r["last"] for r in results), default=start)
     elapsed = max(last - start, 1e-9)
-    cpu = sender_cpu + sum(r["cpu"] for r in results) + (redis_cpu1 - redis_cpu0)
+    receivers_cpu = sum(r["cpu"] for r in results)
+    redis_cpu = redis_cpu1 - redis_cpu0
+    per_1k = 1000 * 1000 / max(deliveries, 1)
     return Result(
         layer_name, members, procs, messages, deliveries,
         deliveries / elapsed if deliveries else 0.0,
         (calls1 - calls0) / messages,
-        cpu / max(deliveries, 1) * 1000 * 1000,
+        (sender_cpu + receivers_cpu + redis_cpu) * per_1k,
+        sender_cpu * per_1k, receivers_cpu * per_1k, redis_cpu * per_1k,
     )  # fmt: skip
 
 
