@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import types
 from typing import Any
 
@@ -152,9 +153,12 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """
         layer = self._layers.get(asyncio.get_running_loop())
         if layer is not None:
-            message = layer.poll(channel)  # a message waits already: no validation, no await
-            if message is not None:
-                return message
+            buffer = layer.local_buffer(channel)
+            if buffer is not None:  # a known local channel: valid, no lookup, no inner await
+                message = buffer.take(time.time(), self.config.overflow_notice_type)
+                if message is not None:
+                    return message
+                return await layer.receive_from(buffer)
         self.require_valid_channel_name(channel)
         return await self._layer().receive(channel)
 

@@ -279,24 +279,27 @@ class LoopLayer:
         if not receivers:
             self.counters.undeliverable += 1
 
-    def poll(self, channel: str) -> Message | None:
-        """The next message of a known process-specific channel if one is buffered, else None.
+    def local_buffer(self, channel: str) -> ChannelBuffer | None:
+        """The buffer of a known process-specific channel of this loop, else None.
 
-        The no-wait path of ``receive()``: a plain call, no coroutine. A channel with a buffer
-        was validated when it got it (or was made by :meth:`new_channel`).
+        A channel with a buffer was validated when it got it (or made by :meth:`new_channel`),
+        so ``receive()`` can skip name validation for it.
         """
-        buffer = self._buffers.get(channel)
-        if buffer is None or "!" not in channel:
+        if "!" not in channel:
             return None
-        return buffer.take(time.time(), self.config.overflow_notice_type)
+        return self._buffers.get(channel)
 
     async def receive(self, channel: str) -> Message:
         buffer = self._buffers.get(channel)
         if buffer is None:
             buffer = self._buffer(channel)
-        notice = self.config.overflow_notice_type
         if "!" not in channel:
             self._want_queue(channel)
+        return await self.receive_from(buffer)
+
+    async def receive_from(self, buffer: ChannelBuffer) -> Message:
+        """Wait for the next message of ``buffer`` (cancellable without losing a message)."""
+        notice = self.config.overflow_notice_type
         while True:
             message = buffer.take(time.time(), notice)
             if message is not None:
