@@ -19,7 +19,9 @@ Limits and close codes (:class:`channels_scale.closecodes.CloseCode`):
   close ``1008`` (``POLICY_VIOLATION``);
 - a text that is empty once stripped of whitespace: ignored;
 - a text over :data:`chat.protocol.MAX_TEXT_CHARS` (2000) characters: an ``{"type": "error"}``
-  frame back to the sender, nothing stored, the connection stays open.
+  frame back to the sender, nothing stored, the connection stays open;
+- Redis unreachable for the layer's ``send_timeout`` when publishing: the message is stored, the
+  sender gets ``{"type": "error", "code": "not_delivered"}``, the connection stays open.
 
 Delivery: a message is published only after it is stored. A client that was disconnected gets it
 when it resumes (the room keeps 1,000 messages for a day, see ``CHANNEL_LAYERS`` in the settings).
@@ -33,6 +35,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from channels_scale.closecodes import CloseCode
+from channels_scale.exceptions import LayerUnavailable
 from channels_scale.history.consumer import StreamConsumer
 from chat.models import Message, Room
 from chat.protocol import (
@@ -40,6 +43,7 @@ from chat.protocol import (
     MalformedFrame,
     MessageFrame,
     message_text,
+    not_delivered,
     text_too_long,
 )
 
@@ -118,7 +122,12 @@ class ChatConsumer(StreamConsumer):
             await self.send_json(text_too_long())
             return
         frame = await store_message(self.room_id, self.user_id, self.username, text)
-        await self.publish(frame)
+        try:
+            await self.publish(frame)
+        except LayerUnavailable:
+            # Redis stayed unreachable for the layer's send_timeout: the message is stored (the
+            # source of truth), so say so and keep the connection.
+            await self.send_json(not_delivered(frame["id"]))
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:

@@ -12,7 +12,7 @@ Server → client::
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 # A message longer than this (after stripping surrounding whitespace) is refused with an error
 # frame; the connection stays open.
@@ -35,7 +35,8 @@ class ErrorFrame(TypedDict):
     type: Literal["error"]
     code: str
     detail: str
-    max_chars: int
+    max_chars: NotRequired[int]
+    id: NotRequired[int]
 
 
 class MalformedFrame(ValueError):
@@ -54,6 +55,16 @@ def message_text(content: Any) -> str:
     if not isinstance(text, str):
         raise MalformedFrame('"text" must be a string')
     return text.strip()
+
+
+def not_delivered(message_id: int) -> ErrorFrame:
+    """The error frame sent back when a stored message could not be published (Redis down)."""
+    return {
+        "type": "error",
+        "code": "not_delivered",
+        "detail": "Saved, but the room could not be reached; others will see it on reload.",
+        "id": message_id,
+    }
 
 
 def text_too_long(max_chars: int = MAX_TEXT_CHARS) -> ErrorFrame:

@@ -160,3 +160,41 @@ async def test_frame_over_the_maximum_size_is_closed_with_1009(
         await ws.send_to(text_data=over)
         assert await closed_with(ws) == CloseCode.MESSAGE_TOO_BIG
     assert len(await stored_messages()) == 1
+
+
+async def test_redis_down_when_publishing_keeps_the_connection_and_the_message(
+    make_user: MakeUser, session_cookie: Cookie, settings: Any, redis_server: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_scale.layer.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [redis_server.url],
+                "send_timeout": 0.5,
+                "history": {"chat.*": {"size": 100, "ttl": 60}},
+            },
+        }
+    }
+    cookie = await database_sync_to_async(lambda: session_cookie(make_user("demo")))()
+    async with websocket("/ws/chat/lobby/", cookie) as ws:
+        assert (await ws.connect(timeout=wait()))[0]
+        await ws.send_json_to({"type": "message", "text": "first"})
+        assert (await receive_frame(ws))["text"] == "first"
+        redis_server.stop(kill=True)
+        await ws.send_json_to({"type": "message", "text": "while redis is down"})
+        error = await receive_frame(ws)
+        assert (error["type"], error["code"]) == ("error", "not_delivered")
+        redis_server.start()  # a new, empty Redis: the room's history and epoch are gone
+        await ws.send_json_to({"type": "message", "text": "after"})
+        # Same connection, still alive; its position belongs to the lost epoch, so it is told to
+        # reload from the database (which has all three messages) instead of missing a gap.
+        reload = await receive_frame(ws)
+        assert (reload["type"], reload["reason"]) == ("reload", "epoch")
+        await ws.send_json_to({"type": "message", "text": "live again"})
+        assert (await receive_frame(ws))["text"] == "live again"
+    assert [text for _, _, text in await stored_messages()] == [
+        "first",
+        "while redis is down",
+        "after",
+        "live again",
+    ]
