@@ -55,6 +55,30 @@ def encode(*args: bytes | str | int | float) -> bytes:
     return b"".join(parts)
 
 
+async def take_over(
+    connection: Any, protocol: asyncio.Protocol
+) -> tuple[asyncio.WriteTransport, asyncio.StreamWriter]:
+    """Connect a redis-py ``connection`` and hand its transport to ``protocol``.
+
+    redis-py connects, negotiates TLS, authenticates and selects the db (so every URL and pool
+    option behaves as elsewhere in the layer); nothing is left unread after its handshake. Keep
+    the returned ``StreamWriter`` referenced as long as the transport is used: its ``__del__``
+    closes the transport.
+    """
+    try:
+        await connection.connect()
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    writer: asyncio.StreamWriter = connection._writer
+    transport: Any = writer.transport
+    connection._writer = connection._reader = None  # ours now: redis-py must not warn about it
+    transport.set_protocol(protocol)
+    if not transport.is_reading():
+        transport.resume_reading()
+    return transport, writer
+
+
 class _Protocol(asyncio.Protocol):
     """The transport's protocol once redis-py has connected and authenticated."""
 
@@ -71,6 +95,8 @@ class _Protocol(asyncio.Protocol):
             reply = reader.gets()
             if reply is False:
                 return
+            if type(reply) is hiredis.PushNotification:
+                continue  # RESP3 out-of-band message: not a reply to a request
             if waiters:
                 future = waiters.popleft()
                 if not future.done():
@@ -135,21 +161,8 @@ class CommandPipe:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> asyncio.WriteTransport:
-        # redis-py connects, negotiates TLS, authenticates and selects the db; then we take over
-        # its transport (nothing is buffered: the handshake's replies were all read)
-        connection: Any = self.make_connection()
-        await connection.connect()
-        writer: asyncio.StreamWriter = connection._writer
-        transport: Any = writer.transport
-        # ours now: redis-py must not warn about it, and the StreamWriter must stay referenced
-        # (its __del__ closes the transport)
-        connection._writer = connection._reader = None
-        self._writer = writer
-        protocol = _Protocol(self)
-        transport.set_protocol(protocol)
-        if hasattr(transport, "resume_reading") and not transport.is_reading():
-            transport.resume_reading()
-        return transport  # type: ignore[no-any-return]
+        transport, self._writer = await take_over(self.make_connection(), _Protocol(self))
+        return transport
 
     def lost(self, exc: Exception | None) -> None:
         """The connection closed: fail every pending call (callers retry)."""

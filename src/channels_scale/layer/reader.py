@@ -8,8 +8,11 @@ retry and timeout behaviour changes between versions):
   three intervals the connection is deemed dead and closed;
 - on any error it reconnects with exponential backoff and full jitter, then subscribes again to
   every channel in :attr:`PubSubReader.channels` (the inbox and each group with local members);
-- messages are handed to a plain callback, synchronously, in the reader task: the callback must
-  not block (it decodes once and fans out to local buffers).
+- once redis-py has connected (TLS, auth, db), the reader takes over the transport: ``hiredis``
+  parses whatever arrived in the transport's ``data_received`` callback, and each message is
+  handed to a plain callback there, synchronously (no coroutine per message; several messages
+  of one read are handled in one go). The callback must not block (it decodes once and fans
+  out to local buffers); an exception in it is logged and the message dropped.
 
 Delivery through pub/sub is at most once: what is published while the reader is disconnected is
 lost (the layer counts such gaps by sequence numbers, see :class:`~.stats.GapDetector`).
@@ -20,18 +23,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable
-from typing import Any
+
+import hiredis
 
 from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.connection import REDIS_DOWN_ERRORS, Shard
+from channels_scale.layer.pipe import ReplyError, encode, take_over
 from channels_scale.layer.stats import Counters
 
 logger = logging.getLogger("channels_scale.layer")
 
 MessageCallback = Callable[[bytes, bytes], None]
+
+
+class _Protocol(asyncio.Protocol):
+    """Parses the subscribed connection's replies as they arrive and dispatches them."""
+
+    def __init__(self, reader: PubSubReader) -> None:
+        self.reader = reader
+        self.parser = hiredis.Reader(replyError=ReplyError)
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[Exception | None] = self.loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.reader
+        owner._last_read = self.loop.time()
+        parser = self.parser
+        parser.feed(data)
+        on_message = owner.on_message
+        while True:
+            reply = parser.gets()
+            if reply is False:
+                return
+            if not isinstance(reply, list) or len(reply) < 2:
+                continue  # PONG outside subscribed mode
+            kind = reply[0]
+            if kind == b"message":
+                try:
+                    on_message(reply[1], reply[2])
+                except Exception:
+                    logger.exception("error handling a pub/sub message")
+            elif kind == b"subscribe":
+                owner._confirm(reply[1])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
 
 
 class PubSubReader:
@@ -48,7 +87,7 @@ class PubSubReader:
         self.channels: set[bytes] = set()
         self._confirmed: set[bytes] = set()
         self._pending: dict[bytes, asyncio.Future[None]] = {}
-        self._connection: Any = None
+        self._transport: asyncio.WriteTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._down = False
         self._connected_once = False
@@ -57,7 +96,7 @@ class PubSubReader:
     @property
     def connected(self) -> bool:
         """True while a connection is established (subscriptions may still be in flight)."""
-        return self._connection is not None
+        return self._transport is not None
 
     def start(self) -> None:
         """Start the reader task (idempotent)."""
@@ -80,12 +119,7 @@ class PubSubReader:
         future = self._pending.get(channel)
         if future is None:
             future = self._pending[channel] = asyncio.get_running_loop().create_future()
-            connection = self._connection
-            if connection is not None:
-                try:
-                    await connection.send_command("SUBSCRIBE", channel)
-                except REDIS_DOWN_ERRORS:
-                    return  # the reader reconnects and resubscribes
+            self._write(encode(b"SUBSCRIBE", channel))  # if down: resubscribed on reconnect
         if self._down:
             return
         with contextlib.suppress(TimeoutError):
@@ -99,10 +133,12 @@ class PubSubReader:
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
-        connection = self._connection
-        if connection is not None:
-            with contextlib.suppress(*REDIS_DOWN_ERRORS):
-                await connection.send_command("UNSUBSCRIBE", channel)
+        self._write(encode(b"UNSUBSCRIBE", channel))
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def _confirm(self, channel: bytes) -> None:
         if channel in self.channels:
@@ -115,14 +151,13 @@ class PubSubReader:
         attempt = 0
         loop = asyncio.get_running_loop()
         while True:
-            connection: Any = self.shard.pubsub_connection()
+            protocol = _Protocol(self)
             try:
-                await connection.connect()
+                transport, writer = await take_over(self.shard.pubsub_connection(), protocol)
             except REDIS_DOWN_ERRORS as exc:
                 if not self._down:
                     logger.warning("pub/sub on %s down: %s", self.shard.host.describe(), exc)
                 self._down = True
-                await connection.disconnect(nowait=True)
                 await asyncio.sleep(
                     full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
                 )
@@ -134,50 +169,38 @@ class PubSubReader:
                 logger.warning("pub/sub on %s reconnected", self.shard.host.describe())
             self._connected_once = True
             self._down = False
-            self._connection = connection
+            self._transport = transport
             self._last_read = loop.time()
-            health = loop.create_task(self._health(connection))
+            health = loop.create_task(self._health(transport))
             try:
                 if self.channels:
-                    await connection.send_command("SUBSCRIBE", *self.channels)
-                await self._read(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure: drop the connection and start over
-                logger.warning("pub/sub on %s lost: %s", self.shard.host.describe(), exc)
+                    transport.write(encode(b"SUBSCRIBE", *self.channels))
+                reason = await protocol.closed
+                logger.warning(
+                    "pub/sub on %s lost: %s",
+                    self.shard.host.describe(),
+                    reason or "connection closed by server",
+                )
             finally:
                 health.cancel()
-                self._connection = None
+                self._transport = None
                 self._confirmed.clear()
-                await connection.disconnect(nowait=True)
+                transport.abort()
+                del writer
 
-    async def _read(self, connection: Any) -> None:
-        loop = asyncio.get_running_loop()
-        on_message = self.on_message
-        while True:
-            response = await connection.read_response(timeout=math.inf, push_request=True)
-            self._last_read = loop.time()
-            if not isinstance(response, list) or len(response) < 2:
-                continue  # PONG outside subscribed mode
-            kind = response[0]
-            if kind == b"message":
-                on_message(response[1], response[2])
-            elif kind == b"subscribe":
-                self._confirm(response[1])
-
-    async def _health(self, connection: Any) -> None:
+    async def _health(self, transport: asyncio.WriteTransport) -> None:
         loop = asyncio.get_running_loop()
         interval = self.config.health_check_interval
+        ping = encode(b"PING")
         while True:
             await asyncio.sleep(interval)
             if loop.time() - self._last_read > 3 * interval:
                 logger.warning("pub/sub on %s silent: reconnecting", self.shard.host.describe())
-                await connection.disconnect(nowait=True)
+                transport.abort()
                 return
-            try:
-                await connection.send_command("PING")
-            except REDIS_DOWN_ERRORS:
+            if transport.is_closing():
                 return
+            transport.write(ping)
 
     async def aclose(self) -> None:
         """Stop the reader and close its connection."""
