@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from channels_scale import __version__
+from channels_scale.argtypes import port_number, positive_int
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.settings import LAYERS
 from channels_scale.stack.health import worker_health
@@ -36,24 +37,6 @@ from channels_scale.stack.options import (
 )
 
 DEFAULT_RUN_DIR = Path(".run/channels-scale")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be at most 65535, not {value}")
-    return value
 
 
 class _Stop(Exception):

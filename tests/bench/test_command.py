@@ -28,7 +28,7 @@ def _exit_code(argv: list[str]) -> int:
         (["bench", "fanout", "--subs", "-3"], "--subs: must be at least 1, not -3"),
         (["bench", "fanout", "--rate", "0"], "--rate: must be above 0"),
         (["bench", "saturate", "--bound-ms", "-1"], "--bound-ms: must be above 0"),
-        (["bench", "fanout", "--duration", "nan"], "--duration: must be above 0"),
+        (["bench", "fanout", "--duration", "nan"], "--duration: must be a finite number"),
         (["bench", "fanout", "--stacks", "ours,nginx"], "unknown stack 'nginx'"),
         (["bench", "fanout", "--stacks", "ours", "--url", "ws://127.0.0.1:1"], "not allowed"),
     ],

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from channels_scale.argtypes import non_negative_float, positive_float, positive_int
 from channels_scale.bench import clientlib
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
@@ -25,39 +26,6 @@ from channels_scale.exceptions import ConfigError
 
 DEFAULT_STACKS = ",".join(STACKS)
 DEFAULT_OUT = Path("bench-results")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number of at least 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
 
 
 def stack_list(text: str) -> list[str]:
