@@ -56,17 +56,19 @@ def encode(*args: bytes | str | int | float) -> bytes:
 
 
 async def take_over(
-    connection: Any, protocol: asyncio.Protocol
+    connection: Any, protocol: asyncio.Protocol, handshake_timeout: float
 ) -> tuple[asyncio.WriteTransport, asyncio.StreamWriter]:
     """Connect a redis-py ``connection`` and hand its transport to ``protocol``.
 
     redis-py connects, negotiates TLS, authenticates and selects the db (so every URL and pool
     option behaves as elsewhere in the layer); nothing is left unread after its handshake. Keep
     the returned ``StreamWriter`` referenced as long as the transport is used: its ``__del__``
-    closes the transport.
+    closes the transport. The handshake is bounded by ``handshake_timeout`` (the connection has
+    no socket timeout: a server that accepts and never answers would hang it).
     """
     try:
-        await connection.connect()
+        async with asyncio.timeout(handshake_timeout):
+            await connection.connect()
     except BaseException:
         await connection.disconnect(nowait=True)
         raise
@@ -161,7 +163,9 @@ class CommandPipe:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> asyncio.WriteTransport:
-        transport, self._writer = await take_over(self.make_connection(), _Protocol(self))
+        transport, self._writer = await take_over(
+            self.make_connection(), _Protocol(self), self.reply_timeout
+        )
         return transport
 
     def lost(self, exc: Exception | None) -> None:

@@ -153,7 +153,11 @@ class PubSubReader:
         while True:
             protocol = _Protocol(self)
             try:
-                transport, writer = await take_over(self.shard.pubsub_connection(), protocol)
+                transport, writer = await take_over(
+                    self.shard.pubsub_connection(),
+                    protocol,
+                    3 * self.config.health_check_interval,
+                )
             except REDIS_DOWN_ERRORS as exc:
                 if not self._down:
                     logger.warning("pub/sub on %s down: %s", self.shard.host.describe(), exc)
