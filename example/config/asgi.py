@@ -1,9 +1,13 @@
 """ASGI entry point: Django for HTTP, Channels' URL router for websockets, behind an origin check.
 
-Websocket routes:
+Websocket routes (every one behind :class:`~channels_scale.asgi.OriginCheck`):
 
 - ``/ws/broadcast/<room>/``: every text frame is delivered verbatim to every connection in the room.
-- ``/ws/chat/<room>/``: the chat (logged-in users only).
+  Anonymous by design, so it is routed *outside* Channels' ``AuthMiddlewareStack``: that stack
+  (cookies, session, user) copies the scope three times per connection, keeps a lazy session and
+  user per connection, and wraps ``send`` so that every frame sent goes through
+  ``InstanceSessionWrapper.send`` (a session check per delivered message; see docs/per-delivery.md).
+- ``/ws/chat/<room>/``: the chat (logged-in users only), behind ``AuthMiddlewareStack``.
 """
 
 import os
@@ -15,19 +19,21 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 import broadcast.routing  # noqa: E402
 import chat.routing  # noqa: E402
 from channels_scale.asgi import OriginCheck  # noqa: E402
 
+# The chat's routes keep their full paths: the lookahead selects them without consuming the path.
+chat_routes = AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginCheck(
-            AuthMiddlewareStack(
-                URLRouter(
-                    broadcast.routing.websocket_urlpatterns + chat.routing.websocket_urlpatterns
-                )
+            URLRouter(
+                [*broadcast.routing.websocket_urlpatterns, re_path(r"^(?=ws/chat/)", chat_routes)]
             )
         ),
     }

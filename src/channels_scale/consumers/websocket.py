@@ -102,10 +102,17 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     """
 
     _handler_names: ClassVar[dict[str, str]] = {}
+    #: ``client.frame`` goes straight to ``send`` (see :meth:`_read_layer`): True unless a
+    #: subclass overrides ``dispatch`` or ``client_frame``.
+    _direct_frames: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._handler_names = {}
+        cls._direct_frames = (
+            cls.dispatch is AsyncWebsocketConsumer.dispatch
+            and cls.client_frame is AsyncWebsocketConsumer.client_frame
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,9 +168,18 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
                     await layer_task
 
     async def _read_layer(self, main: asyncio.Task[Any]) -> None:
-        """Read the layer and handle each message in turn; on failure, stop ``main``."""
+        """Read the layer and handle each message in turn; on failure, stop ``main``.
+
+        A ``client.frame`` that arrives while no handler runs and no DB cleanup is due is sent
+        here directly: it is what :meth:`dispatch` would do (``client_frame`` makes no DB use),
+        without the handler lookup, two coroutine layers and the after-handler check. Classes
+        that override ``dispatch`` or ``client_frame`` always go through ``dispatch``.
+        """
         receive = self.channel_layer.receive
         channel = self.channel_name
+        direct = self._direct_frames
+        send = self.base_send
+        cleanup_due = dbhygiene.cleanup_due
         try:
             while True:
                 try:
@@ -176,6 +192,24 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
                     while self._busy:
                         await self._wait_turn()
                     raise
+                if (
+                    direct
+                    and not self._busy
+                    and message.get("type") == FRAME_TYPE
+                    and not cleanup_due()
+                ):
+                    self._busy = True  # the send may suspend: no handler may start meanwhile
+                    try:
+                        text = message.get("text")
+                        if text is not None:
+                            await send({"type": "websocket.send", "text": text})
+                        else:
+                            await send({"type": "websocket.send", "bytes": message["bytes"]})
+                    finally:
+                        waited = self._end_turn()
+                    if waited:
+                        await asyncio.sleep(0)  # take turns, as _handle_in_turn does
+                    continue
                 await self._handle_in_turn(message)
         except asyncio.CancelledError:
             raise
