@@ -132,17 +132,27 @@ class Shard:
                 async with asyncio.timeout(max(remaining, 0.001)), self._slots:
                     return await operation(self.client)
             except REDIS_DOWN_ERRORS as exc:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    self.counters.send_failed += 1
-                    raise LayerUnavailable(
-                        f"{what}: Redis at {self.host.describe()} unreachable for "
-                        f"{self.config.send_timeout:g} s ({exc})"
-                    ) from exc
-                self.counters.send_retries += 1
-                delay = full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
+                await self._wait_to_retry(what, exc, deadline, attempt)
                 attempt += 1
-                await asyncio.sleep(min(delay, remaining))
+
+    async def _wait_to_retry(
+        self, what: str, exc: BaseException, deadline: float, attempt: int
+    ) -> None:
+        """Sleep a full-jitter backoff before the next try, or raise once ``deadline`` passed.
+
+        Raises:
+            LayerUnavailable: the deadline (``send_timeout`` after the first try) has passed.
+        """
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            self.counters.send_failed += 1
+            raise LayerUnavailable(
+                f"{what}: Redis at {self.host.describe()} unreachable for "
+                f"{self.config.send_timeout:g} s ({exc})"
+            ) from exc
+        self.counters.send_retries += 1
+        delay = full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
+        await asyncio.sleep(min(delay, remaining))
 
     async def execute(self, what: str, data: bytes) -> Any:
         """Send one RESP-encoded command on the pipelined connection and return its reply.
@@ -162,23 +172,11 @@ class Shard:
         return reply
 
     async def _execute_retrying(self, what: str, data: bytes, first: BaseException) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.send_timeout
+        deadline = asyncio.get_running_loop().time() + self.config.send_timeout
         attempt = 0
         exc = first
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self.counters.send_failed += 1
-                raise LayerUnavailable(
-                    f"{what}: Redis at {self.host.describe()} unreachable for "
-                    f"{self.config.send_timeout:g} s ({exc})"
-                ) from exc
-            self.counters.send_retries += 1
-            await asyncio.sleep(
-                min(full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap),
-                    remaining)
-            )  # fmt: skip
+            await self._wait_to_retry(what, exc, deadline, attempt)
             attempt += 1
             try:
                 return await self.pipe.request(data)
