@@ -18,6 +18,7 @@
  * Guarantees, with a server built on channels_scale.history (see docs/recovery.md):
  * - reconnects by itself after any drop: exponential backoff with full jitter
  *   (delay = random(0, min(cap, base * 2^attempt))), reset once a connection has stayed up;
+ *   at once when the browser comes back online or the tab becomes visible again;
  * - resumes from (epoch, offset): the server sends what was missed, then live messages, so
  *   onMessage sees every offset once, in order; frames with an offset already delivered are
  *   dropped here too (belt and braces);
@@ -199,6 +200,10 @@
       }
     }
 
+    function onVisible() {
+      if (global.document && global.document.visibilityState === "visible") reconnectNow();
+    }
+
     self.send = function (obj) {
       const socket = self.socket;
       if (!socket || socket.readyState !== WebSocket.OPEN) return false;
@@ -211,8 +216,10 @@
       clearTimers();
       if (self.socket) self.socket.close(1000);
       global.removeEventListener("online", reconnectNow);
+      if (global.document) global.document.removeEventListener("visibilitychange", onVisible);
     };
     global.addEventListener("online", reconnectNow);
+    if (global.document) global.document.addEventListener("visibilitychange", onVisible);
     open();
     return self;
   }
