@@ -83,6 +83,11 @@ def _num(value: Any, fmt: str = "{:,.0f}") -> str:
     return fmt.format(value)
 
 
+def _failed_row(record: dict[str, Any], width: int) -> list[str]:
+    """A table row for a stack that could not be measured: its error, then empty cells."""
+    return [record["stack"], f"failed: {record.get('error')}"] + [""] * (width - 2)
+
+
 def _ratio(value: Any, base: Any) -> str:
     found = ratio(value, base)
     return "-" if found is None else f"x{found:.2g}" if found < 10 else f"x{found:.0f}"
@@ -123,9 +128,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
     for record in doc["stacks"]:
         f = main_figures(record)
         if not record.get("ok") or f is None:
-            rows.append(
-                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
-            )
+            rows.append(_failed_row(record, len(header)))
             continue
         clients = f.get("clients") or []
         busiest = max((c["utilization"] for c in clients), default=0.0)
@@ -171,9 +174,7 @@ def _saturate_table(doc: dict[str, Any]) -> list[str]:
     rows = []
     for record in doc["stacks"]:
         if not record.get("ok"):
-            rows.append(
-                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
-            )
+            rows.append(_failed_row(record, len(header)))
             continue
         head = record.get("headline") or {}
         steps = ", ".join(
@@ -203,9 +204,7 @@ def _idle_table(doc: dict[str, Any]) -> list[str]:
     rows = []
     for record in doc["stacks"]:
         if not record.get("ok"):
-            rows.append(
-                [record["stack"], f"failed: {record.get('error')}"] + [""] * (len(header) - 2)
-            )
+            rows.append(_failed_row(record, len(header)))
             continue
         idle = record.get("idle") or {}
         value = per_conn(record)
@@ -236,7 +235,7 @@ def _clientlib_table(doc: dict[str, Any]) -> list[str]:
     for record in doc["stacks"]:
         f = main_figures(record)
         if not record.get("ok") or f is None:
-            rows.append([record["stack"], f"failed: {record.get('error')}", "", "", "", ""])
+            rows.append(_failed_row(record, 6))
             continue
         busiest = max((c["utilization"] for c in f.get("clients") or []), default=0.0)
         rows.append(
