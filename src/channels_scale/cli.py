@@ -51,6 +51,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     extras.require("server", "channels-scale up")
     if args.server == "daphne":
         extras.require("daphne", "channels-scale up --server daphne")
+    if args.layer != "channels_scale":  # the recipe's layers, kept to compare against
+        extras.require("bench", f"channels-scale up --layer {args.layer}")
     from rich.console import Console
 
     from channels_scale.stack import Stack

@@ -23,7 +23,8 @@ from channels_scale.exceptions import ConfigError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("uvicorn", "supervisor", "rich", "dj_database_url"),
     "daphne": ("daphne",),
-    "bench": ("websockets", "picows", "hdrh", "matplotlib", "rich", "uvloop"),
+    # channels_redis: the `recipe`/`pubsub` stacks, and `up --layer channels_redis[_pubsub]`.
+    "bench": ("websockets", "picows", "hdrh", "matplotlib", "rich", "uvloop", "channels_redis"),
     "postgres": ("psycopg",),
 }
 """Extra name -> the top-level modules it provides (kept in step with pyproject.toml)."""
@@ -59,8 +60,10 @@ def placeholder(name: str, extra: str, help: str) -> Callable[[Any], None]:
     """
 
     def register(subparsers: Any) -> None:
+        # No option prefix at all: every argument, ``--help`` included, is taken as-is, so any
+        # command line of the real subcommand gets the one-line answer.
         command = subparsers.add_parser(
-            name, help=f"{help} (needs the {extra} extra)", add_help=False
+            name, help=f"{help} (needs the {extra} extra)", add_help=False, prefix_chars="\0"
         )
         command.add_argument("rest", nargs=argparse.REMAINDER)
 

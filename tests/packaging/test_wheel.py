@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,23 +52,37 @@ class Venv:
 
 
 @pytest.fixture(scope="module")
-def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
-    tmp = tmp_path_factory.mktemp("wheel")
-    uv = _uv()
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [uv, "build", "--wheel", "--quiet", "-o", str(tmp / "dist"), str(ROOT)],
-        check=True, timeout=120,
-    )  # fmt: skip
-    (wheel,) = (tmp / "dist").glob("channels_scale-*.whl")
+        [_uv(), "build", "--wheel", "--quiet", "-o", str(dist), str(ROOT)], check=True, timeout=120
+    )
+    (built,) = dist.glob("channels_scale-*.whl")
+    return built
+
+
+def _venv(tmp: Path, requirement: str) -> Venv:
     root = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(root / "bin" / "python"), str(wheel)],
+        [_uv(), "pip", "install", "--quiet", "--python", str(root / "bin" / "python"), requirement],
         check=True, timeout=120,
     )  # fmt: skip
     work = tmp / "elsewhere"
     work.mkdir()
-    yield Venv(root, work)
+    return Venv(root, work)
+
+
+@pytest.fixture(scope="module")
+def base_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """The wheel alone: what ``pip install channels-scale`` gives a Django project."""
+    return _venv(tmp_path_factory.mktemp("base"), str(wheel))
+
+
+@pytest.fixture(scope="module")
+def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """The wheel with ``[server]`` only."""
+    return _venv(tmp_path_factory.mktemp("server"), f"channels-scale[server] @ {wheel.as_uri()}")
 
 
 def test_base_install_pulls_no_extra(base_venv: Venv) -> None:
@@ -127,6 +140,8 @@ asyncio.run(main())
     ("argv", "extra"),
     [
         (["bench", "fanout", "--url", "ws://127.0.0.1:9"], "bench"),
+        (["bench", "--help"], "bench"),
+        (["bench", "--subs", "3", "fanout"], "bench"),
         (["up", "--workers", "1"], "server"),
         (["status"], "server"),
     ],
@@ -144,3 +159,22 @@ def test_help_works_without_extras(base_venv: Venv) -> None:
     done = base_venv.run(str(base_venv.root / "bin" / "channels-scale"), "--help")
     assert done.returncode == 0, done.stderr
     assert "bench" in done.stdout and "up" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["up", "--server", "daphne"], "up --server daphne needs the daphne extra"),
+        (["up", "--layer", "channels_redis"], "up --layer channels_redis needs the bench extra"),
+        (["bench", "fanout"], "bench needs the bench extra"),
+    ],
+)
+def test_server_extra_alone_names_the_next_extra(
+    server_venv: Venv, argv: list[str], line: str
+) -> None:
+    done = server_venv.run(str(server_venv.root / "bin" / "channels-scale"), *argv)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    (only,) = done.stderr.strip().splitlines()
+    assert line in only
+    # The premise: [server] itself is installed there, so `up` got past its own check.
+    assert server_venv.python_code("import uvicorn, supervisor, rich").returncode == 0
