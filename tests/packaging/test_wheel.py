@@ -58,14 +58,23 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [_uv(), "build", "--wheel", "--quiet", "-o", str(dist), str(ROOT)], check=True, timeout=120
     )
     (built,) = dist.glob("channels_scale-*.whl")
+    # The locked versions, as constraints only (they pin, they add nothing): the venvs get what
+    # uv.lock says, from uv's cache, as a user installing today would get the same set.
+    locked = subprocess.run(
+        [_uv(), "export", "--frozen", "--all-extras", "--no-dev", "--no-emit-project",
+         "--no-hashes", "--quiet"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    (dist / "constraints.txt").write_text(locked)
     return built
 
 
-def _venv(tmp: Path, requirement: str) -> Venv:
+def _venv(tmp: Path, requirement: str, wheel: Path) -> Venv:
     root = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     subprocess.run(
-        [_uv(), "pip", "install", "--quiet", "--python", str(root / "bin" / "python"), requirement],
+        [_uv(), "pip", "install", "--quiet", "--python", str(root / "bin" / "python"),
+         "--constraint", str(wheel.parent / "constraints.txt"), requirement],
         check=True, timeout=120,
     )  # fmt: skip
     work = tmp / "elsewhere"
@@ -76,13 +85,15 @@ def _venv(tmp: Path, requirement: str) -> Venv:
 @pytest.fixture(scope="module")
 def base_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     """The wheel alone: what ``pip install channels-scale`` gives a Django project."""
-    return _venv(tmp_path_factory.mktemp("base"), str(wheel))
+    return _venv(tmp_path_factory.mktemp("base"), str(wheel), wheel)
 
 
 @pytest.fixture(scope="module")
 def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     """The wheel with ``[server]`` only."""
-    return _venv(tmp_path_factory.mktemp("server"), f"channels-scale[server] @ {wheel.as_uri()}")
+    return _venv(
+        tmp_path_factory.mktemp("server"), f"channels-scale[server] @ {wheel.as_uri()}", wheel
+    )
 
 
 def test_base_install_pulls_no_extra(base_venv: Venv) -> None:
