@@ -15,12 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from channels_scale import __version__
+from channels_scale import __version__, extras
 from channels_scale.argtypes import port_number, positive_int
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.settings import LAYERS
@@ -36,6 +33,9 @@ from channels_scale.stack.options import (
     StackOptions,
 )
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 DEFAULT_RUN_DIR = Path(".run/channels-scale")
 
 
@@ -48,6 +48,13 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    extras.require("server", "channels-scale up")
+    if args.server == "daphne":
+        extras.require("daphne", "channels-scale up --server daphne")
+    if args.layer != "channels_scale":  # the recipe's layers, kept to compare against
+        extras.require("bench", f"channels-scale up --layer {args.layer}")
+    from rich.console import Console
+
     from channels_scale.stack import Stack
 
     console = Console(stderr=False, highlight=False)
@@ -91,6 +98,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _process_table(layout: RunLayout, processes: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="processes")
     for column in ("process", "state", "pid", "websockets", "detail"):
         table.add_column(column)
@@ -108,6 +117,9 @@ def _process_table(layout: RunLayout, processes: list[dict[str, Any]]) -> Table:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    extras.require("server", "channels-scale status")
+    from rich.console import Console
+
     from channels_scale.stack.runner import supervisor_processes
 
     layout = RunLayout.of(args.run_dir)
@@ -174,16 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    """Subcommands that live in their own packages (``bench``)."""
+    """Subcommands that live in their own packages (``bench``), or a placeholder naming the extra
+    to install when theirs is missing."""
     found = []
-    for name in ("channels_scale.bench.command",):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+    for name, extra in (("channels_scale.bench.command", "bench"),):
+        if extras.missing_modules(extra):
+            found.append(
+                extras.placeholder(name.split(".")[1], extra, help="load-test a websocket endpoint")
+            )
             continue
-        found.append(module.register)
+        found.append(importlib.import_module(name).register)
     return found
 
 

@@ -1,9 +1,11 @@
-"""``channels-scale bench``: side-by-side load tests of the broadcast endpoint.
+"""``channels-scale bench``: side-by-side load tests of a room fan-out endpoint.
 
 Modules, from pure to I/O:
 
 - :mod:`~channels_scale.bench.frames`: the bench frame (publisher id, sequence, scheduled send
   time, padded to 100 bytes) and per-subscriber accounting of lost, duplicated, reordered frames.
+- :mod:`~channels_scale.bench.endpoint`: the endpoint driven (``--path``, ``--frame`` with the
+  bench payload embedded, ``--origin``, ``--header``), the broadcast endpoint by default.
 - :mod:`~channels_scale.bench.figures`: HdrHistogram merge, latency percentiles, the figures of a
   phase (deliveries/s, loss, costs) and ratios between stacks.
 - :mod:`~channels_scale.bench.clientlib`: the websocket client libraries the load generator can

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -46,17 +46,23 @@ async def connect(
     *,
     local_addr: tuple[str, int] | None = None,
     open_timeout: float = 10.0,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> ClientConnection:
-    """Open a websocket to ``url`` with ``library``, from ``local_addr`` when given.
+    """Open a websocket to ``url`` with ``library``, from ``local_addr`` when given, sending
+    ``headers`` (``Origin``, ``Cookie``, ...) with the handshake.
 
     Raises:
         OSError, asyncio.TimeoutError, or the library's handshake error: the connection failed.
         ValueError: unknown library.
     """
     if library == "picows":
-        return await _PicowsConnection.open(url, on_text, on_close, local_addr, open_timeout)
+        return await _PicowsConnection.open(
+            url, on_text, on_close, local_addr, open_timeout, headers
+        )
     if library == "websockets":
-        return await _WebsocketsConnection.open(url, on_text, on_close, local_addr, open_timeout)
+        return await _WebsocketsConnection.open(
+            url, on_text, on_close, local_addr, open_timeout, headers
+        )
     raise ValueError(f"unknown client library {library!r}; choose from {', '.join(LIBRARIES)}")
 
 
@@ -72,6 +78,7 @@ class _PicowsConnection:
         on_close: OnClose,
         local_addr: tuple[str, int] | None,
         open_timeout: float,
+        headers: Sequence[tuple[str, str]],
     ) -> _PicowsConnection:
         from picows import WSFrame, WSListener, WSMsgType, ws_connect
 
@@ -90,6 +97,8 @@ class _PicowsConnection:
         kwargs: dict[str, Any] = {}
         if local_addr is not None:
             kwargs["local_addr"] = local_addr
+        if headers:
+            kwargs["extra_headers"] = list(headers)
         transport, _ = await asyncio.wait_for(
             ws_connect(Listener, url, websocket_handshake_timeout=open_timeout, **kwargs),
             open_timeout,
@@ -127,6 +136,7 @@ class _WebsocketsConnection:
         on_close: OnClose,
         local_addr: tuple[str, int] | None,
         open_timeout: float,
+        headers: Sequence[tuple[str, str]],
     ) -> _WebsocketsConnection:
         from websockets.asyncio.client import connect as ws_connect
         from websockets.exceptions import ConnectionClosed
@@ -141,6 +151,7 @@ class _WebsocketsConnection:
             open_timeout=open_timeout,
             max_queue=None,
             user_agent_header=None,
+            additional_headers=list(headers) or None,
             **kwargs,
         )
 

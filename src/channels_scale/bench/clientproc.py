@@ -25,14 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from channels_scale.bench import clientlib
+from channels_scale.bench.endpoint import Endpoint
 from channels_scale.bench.figures import ClientCpu, encode_histogram, histogram_of
-from channels_scale.bench.frames import (
-    DeliveryCounts,
-    FrameError,
-    SubscriberTrack,
-    decode_frame,
-    encode_frame,
-)
+from channels_scale.bench.frames import DeliveryCounts, FrameError, SubscriberTrack
 from channels_scale.bench.plan import (
     ChurnSpec,
     ConnectReport,
@@ -57,10 +52,13 @@ class _Conn:
 class _ClientProcess:
     """State of one client process (runs inside it)."""
 
-    def __init__(self, index: int, base_url: str, library: str, results: Any) -> None:
+    def __init__(
+        self, index: int, base_url: str, library: str, endpoint: Endpoint, results: Any
+    ) -> None:
         self.index = index
         self.base_url = base_url
         self.library = library
+        self.endpoint = endpoint
         self.results = results
         self.conns: dict[int, _Conn] = {}
         self.phase = -1
@@ -74,13 +72,15 @@ class _ClientProcess:
         self.errors: list[str] = []
 
     def url(self, room: str) -> str:
-        return f"{self.base_url}/ws/broadcast/{room}/"
+        return self.endpoint.url(self.base_url, room)
 
     def _on_text(self, conn: _Conn) -> Callable[[bytes], None]:
+        decode = self.endpoint.decode
+
         def on_text(data: bytes) -> None:
             received = now_us()
             try:
-                phase, pub, seq, scheduled = decode_frame(data)
+                phase, pub, seq, scheduled = decode(data)
             except FrameError:
                 self.stale += 1
                 return
@@ -119,6 +119,7 @@ class _ClientProcess:
                         self._on_close(conn),
                         local_addr=(spec.source, 0) if spec.source else None,
                         open_timeout=open_timeout,
+                        headers=self.endpoint.headers,
                     )
                 except Exception as exc:
                     report.failed += 1
@@ -137,6 +138,7 @@ class _ClientProcess:
     async def _publish(self, conn: _Conn, spec: PhaseSpec, sent: dict[int, int]) -> int:
         max_lag = 0
         interval_us = 1e6 / spec.rate
+        encode = self.endpoint.encode
         start_us = spec.start_at_us + spec.offset_us(conn.conn_id)
         for seq in range(spec.msgs):
             scheduled = start_us + round(seq * interval_us)
@@ -147,7 +149,7 @@ class _ClientProcess:
             if not conn.open or conn.client is None:
                 break
             try:
-                await conn.client.send(encode_frame(spec.phase, conn.conn_id, seq, scheduled))
+                await conn.client.send(encode(spec.phase, conn.conn_id, seq, scheduled))
             except Exception as exc:
                 self._error(f"publisher {conn.conn_id}: {type(exc).__name__}: {exc}")
                 break
@@ -166,7 +168,12 @@ class _ClientProcess:
             began = now_us()
             try:
                 client = await clientlib.connect(
-                    self.library, self.url(spec.room), lambda _: None, lambda: None, open_timeout=10
+                    self.library,
+                    self.url(spec.room),
+                    lambda _: None,
+                    lambda: None,
+                    open_timeout=10,
+                    headers=self.endpoint.headers,
                 )
             except Exception as exc:
                 self.churn_failed += 1
@@ -312,12 +319,14 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def client_main(index: int, base_url: str, library: str, commands: Any, results: Any) -> None:
+def client_main(
+    index: int, base_url: str, library: str, endpoint: Endpoint, commands: Any, results: Any
+) -> None:
     """Entry point of one client process."""
     import uvloop
 
     raise_fd_limit()
-    process = _ClientProcess(index, base_url, library, results)
+    process = _ClientProcess(index, base_url, library, endpoint, results)
     try:
         uvloop.run(_serve(process, commands))
     except Exception as exc:

@@ -3,6 +3,8 @@
 ::
 
     channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling | --url ws://HOST:PORT] ...
+    channels-scale bench fanout   --url ws://HOST:PORT --path '/ws/chat/{room}/' \
+                                  --frame '{"message": "{payload}"}' --origin http://HOST:PORT
     channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
     channels-scale bench report   --from bench-results --doc docs/benchmarks.md
 
@@ -13,13 +15,24 @@ others still report); 2 bad input (``error: <one line>``).
 from __future__ import annotations
 
 import argparse
+import secrets
+import shlex
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from channels_scale.argtypes import non_negative_float, positive_float, positive_int
 from channels_scale.bench import clientlib
+from channels_scale.bench.endpoint import (
+    DEFAULT_PATH,
+    Endpoint,
+    parse_frame,
+    parse_header,
+    parse_origin,
+    parse_path,
+)
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
 from channels_scale.exceptions import ConfigError
@@ -36,6 +49,19 @@ def stack_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _argtype(parse: Callable[[str], object], name: str) -> Callable[[str], object]:
+    """An argparse type from a parser that raises ValueError with the reason."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names the type in its own messages
+    return convert
+
+
 def _defaults_help(scenario: str) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in DEFAULTS[scenario].items())
 
@@ -50,6 +76,37 @@ def _common() -> argparse.ArgumentParser:
         help=f"stacks to start and compare, one after the other (default {DEFAULT_STACKS})",
     )
     target.add_argument("--url", help="a running deployment on loopback instead: ws://HOST:PORT")
+    endpoint = common.add_argument_group(
+        "endpoint (with --url)",
+        "Any endpoint that fans a client's frame out to everyone in a room; a frame counts as "
+        "delivered when it carries the payload the bench embedded.",
+    )
+    endpoint.add_argument(
+        "--path",
+        type=_argtype(parse_path, "path"),
+        default=DEFAULT_PATH,
+        help=f"websocket path, {{room}} standing for the room name (default {DEFAULT_PATH})",
+    )
+    endpoint.add_argument(
+        "--frame",
+        type=_argtype(parse_frame, "frame"),
+        help='frame to send, {payload} standing for the bench payload, e.g. \'{"message": '
+        '"{payload}"}\' (default: the bench frame itself)',
+    )
+    endpoint.add_argument(
+        "--origin",
+        type=_argtype(parse_origin, "origin"),
+        help="Origin header of every handshake (Channels' AllowedHostsOriginValidator needs one)",
+    )
+    endpoint.add_argument(
+        "--header",
+        type=_argtype(parse_header, "header"),
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="extra handshake header, e.g. Cookie:sessionid=... (repeatable; values are not "
+        "written to the results)",
+    )
     common.add_argument(
         "--workers",
         type=positive_int,
@@ -146,6 +203,24 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     report.set_defaults(func=report_command)
 
 
+def endpoint_from(args: argparse.Namespace) -> Endpoint:
+    """The :class:`Endpoint` of parsed arguments.
+
+    Raises:
+        ConfigError: an endpoint option without ``--url`` (the stacks the bench starts serve only
+            ``/ws/broadcast/<room>/``).
+    """
+    headers = [("Origin", args.origin)] if args.origin else []
+    headers += args.header
+    custom = args.path != DEFAULT_PATH or args.frame is not None or headers
+    if custom and args.url is None:
+        raise ConfigError(
+            "--path, --frame, --origin and --header go with --url (the stacks the bench starts "
+            "serve /ws/broadcast/<room>/)"
+        )
+    return Endpoint(path=args.path, frame=args.frame, headers=tuple(headers))
+
+
 def config_from(args: argparse.Namespace) -> BenchConfig:
     """The :class:`BenchConfig` of parsed arguments."""
     return BenchConfig(
@@ -164,6 +239,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         client_lib=args.client_lib,
         drain_s=args.drain,
         out=args.out,
+        endpoint=endpoint_from(args),
     )
 
 
@@ -172,6 +248,17 @@ def command_line(cfg: BenchConfig) -> str:
     parts = ["channels-scale", "bench", cfg.scenario]
     if cfg.url:
         parts += ["--url", cfg.url]
+        endpoint = cfg.endpoint
+        if endpoint.path != DEFAULT_PATH:
+            parts += ["--path", shlex.quote(endpoint.path)]
+        if endpoint.frame is not None:
+            parts += ["--frame", shlex.quote(endpoint.frame)]
+        for header in endpoint.redacted_headers():
+            name, _, value = header.partition(":")
+            if name == "Origin":
+                parts += ["--origin", value]
+            else:
+                parts += ["--header", shlex.quote(header)]
     elif cfg.scenario != "clientlib":  # clientlib always measures against the ceiling
         parts += ["--stacks", ",".join(cfg.stacks)]
     if cfg.workers != 2:
@@ -198,10 +285,11 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
     from channels_scale.bench.live import QuietUi, RichUi, Ui
     from channels_scale.bench.report import SCHEMA, machine_info, write_run
     from channels_scale.bench.scenarios import run_bench
-    from channels_scale.bench.stacks import check_url
+    from channels_scale.bench.stacks import check_handshake, check_url
 
     if cfg.url is not None:
         cfg.url = check_url(cfg.url)
+        check_handshake(cfg.url, cfg.endpoint, f"bench-probe-{secrets.token_hex(3)}")
     ui: Ui = QuietUi() if quiet else RichUi()
     started = datetime.now(UTC)
     clock = time.monotonic()

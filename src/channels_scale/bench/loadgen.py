@@ -3,7 +3,8 @@
 Each client process holds a share of the connections (connection ``i`` lives in process
 ``i % procs``) and answers commands from the parent:
 
-- *connect*: open websockets to ``/ws/broadcast/<room>/``, at most ``concurrency`` handshakes at a
+- *connect*: open websockets to the endpoint's path of each room (``/ws/broadcast/<room>/`` by
+  default, :mod:`~channels_scale.bench.endpoint`), at most ``concurrency`` handshakes at a
   time, from the given loopback source addresses;
 - *phase*: every connection publishing in this process sends ``msgs`` frames at a fixed ``rate``
   from a common start time; every connection records latency from each frame's scheduled send
@@ -28,6 +29,7 @@ from typing import Any
 
 from channels_scale.bench import clientlib
 from channels_scale.bench.clientproc import client_main, raise_fd_limit
+from channels_scale.bench.endpoint import Endpoint
 from channels_scale.bench.plan import (
     ChurnSpec,
     ConnectReport,
@@ -61,7 +63,14 @@ class LoadGenerator:
     Use as a context manager; every wait is bounded and leaving the block ends the processes.
     """
 
-    def __init__(self, base_url: str, procs: int, library: str = clientlib.DEFAULT_LIBRARY) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        procs: int,
+        library: str = clientlib.DEFAULT_LIBRARY,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        endpoint = endpoint or Endpoint()
         self.base_url = base_url.rstrip("/")
         self.procs = max(procs, 1)
         self.library = library
@@ -72,7 +81,7 @@ class LoadGenerator:
         self._processes = [
             ctx.Process(
                 target=client_main,
-                args=(i, self.base_url, library, self._commands[i], self._results),
+                args=(i, self.base_url, library, endpoint, self._commands[i], self._results),
                 name=f"bench-client-{i}",
                 daemon=True,
             )

@@ -428,6 +428,26 @@ How to read the figures:
   Absolute numbers on a shared 2-core machine drift from run to run; the ratios hold better.
 - `saturate` doubles the rate per step of a few seconds until p99 passes the bound or a frame is
   lost, then bisects twice; short steps make it sensitive to hiccups of a shared machine.
+
+Your own endpoint: any websocket endpoint that fans a client's frame out to everyone in a room can
+be measured with `--url` (a running deployment on loopback) and the endpoint options, e.g. a chat
+shaped like the Channels tutorial:
+
+```sh
+channels-scale bench fanout --url ws://127.0.0.1:8000 --path '/ws/chat/{room}/' \\
+    --frame '{"message": "{payload}"}' --origin http://127.0.0.1:8000 [--header Cookie:sessionid=…]
+```
+
+`--path` puts the room name where `{room}` is (default `/ws/broadcast/{room}/`); `--frame` is
+what a publisher sends, `{payload}` replaced by a token of letters, digits and `-` (phase,
+publisher, sequence, scheduled time; padded to 100 bytes) that needs no escaping; a received frame
+counts as delivered when the token appears anywhere in it, so the server may wrap or re-serialise
+the message. `--origin` and `--header` (repeatable) go with every handshake; header values are
+kept out of the JSON and the command line written. Before loading, the bench opens one websocket
+as the clients will: a refused handshake exits 2 with its status and likely cause (403: an Origin
+check such as Channels' `AllowedHostsOriginValidator`, which refuses a missing Origin, or
+authentication; 404, or 500 with "No route found" in the server log: the path), as does a socket
+closed right after it opened (e.g. 4401 for a consumer that closes anonymous users).
 """
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from channels_scale.bench import clientlib
 from channels_scale.bench.costs import CostMeter, worker_rss
+from channels_scale.bench.endpoint import Endpoint
 from channels_scale.bench.figures import (
     PhaseFigures,
     ServerCosts,
@@ -92,6 +93,7 @@ class BenchConfig:
     client_lib: str = clientlib.DEFAULT_LIBRARY
     drain_s: float = 10.0
     out: Path = Path("bench-results")
+    endpoint: Endpoint = field(default_factory=Endpoint)
 
     def get(self, name: str) -> float:
         """The option ``name``: given on the command line, else the scenario default."""
@@ -113,6 +115,9 @@ class BenchConfig:
             procs=self.procs,
             client_lib=self.client_lib,
             drain_s=self.drain_s,
+            path=self.endpoint.path,
+            frame=self.endpoint.frame,
+            headers=self.endpoint.redacted_headers(),
         )
         return data
 
@@ -455,7 +460,8 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
             )
             meter = CostMeter(target.pids(), target.redis_url)
             try:
-                with LoadGenerator(target.ws_url, cfg.procs, library or cfg.client_lib) as lg:
+                library = library or cfg.client_lib
+                with LoadGenerator(target.ws_url, cfg.procs, library, cfg.endpoint) as lg:
                     record["client_lib"] = lg.library
                     record["fd_limit"] = lg.fd_limit
                     record.update(RUNNERS[cfg.scenario](Run(cfg, target, lg, meter, ui)))

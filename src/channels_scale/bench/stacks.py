@@ -8,7 +8,8 @@ recipe      ``channels-scale up`` on the example: Channels' ``AsyncWebsocketCons
             ``channels_redis.core.RedisChannelLayer`` (with the redis-py 8 workarounds)
 pubsub      the recipe's consumer on ``channels_redis.pubsub.RedisPubSubChannelLayer``
 ceiling     :mod:`channels_scale.bench.ceiling`: a bare ``websockets`` server, one process
-url         any running deployment serving ``/ws/broadcast/<room>/`` (``--url``)
+url         any running deployment (``--url``): ``/ws/broadcast/<room>/`` or the endpoint of
+            ``--path``/``--frame`` (:mod:`channels_scale.bench.endpoint`)
 ==========  ==================================================================================
 
 The three Django stacks run with the same worker count, a private Redis and nginx, each in its own
@@ -30,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from channels_scale.bench.costs import parent_pid, role
+from channels_scale.bench.endpoint import Endpoint, handshake_hint
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, wait_until
 
@@ -88,7 +90,9 @@ def check_url(url: str, timeout: float = 3.0) -> str:
     if parts.scheme != "ws" or not parts.hostname:
         raise ConfigError(f"--url must look like ws://127.0.0.1:8000, not {url!r}")
     if parts.path not in ("", "/"):
-        raise ConfigError(f"--url takes no path (the bench adds /ws/broadcast/<room>/): {url!r}")
+        raise ConfigError(
+            f"--url takes no path (give it with --path '/ws/chat/{{room}}/'): {url!r}"
+        )
     try:
         port = parts.port or 80
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
@@ -103,6 +107,44 @@ def check_url(url: str, timeout: float = 3.0) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot reach --url {url!r}: {exc.strerror or exc}") from None
     return f"ws://{parts.netloc}"
+
+
+def check_handshake(base_url: str, endpoint: Endpoint, room: str, timeout: float = 5.0) -> None:
+    """Open one websocket to ``endpoint`` (room ``room``) as the clients will, then close it.
+
+    Raises :class:`ConfigError` with one line when the server refuses the handshake (its status
+    code and the likely cause: Origin check or authentication for 403, the path for 404) or closes
+    the connection within half a second of accepting it (its close code: e.g. 4401 for a consumer
+    that closes anonymous users).
+    """
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.sync.client import connect
+
+    url = endpoint.url(base_url, room)
+    path = endpoint.path.replace("{room}", room)
+    try:
+        ws = connect(
+            url, additional_headers=list(endpoint.headers), open_timeout=timeout,
+            compression=None, proxy=None, user_agent_header=None,
+        )  # fmt: skip
+        # Open and quiet (TimeoutError) is what a room endpoint does before anyone publishes.
+        with ws, contextlib.suppress(TimeoutError):
+            ws.recv(timeout=0.5)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise ConfigError(
+            f"{url} refused the websocket handshake with HTTP {status} "
+            f"{exc.response.reason_phrase}: likely {handshake_hint(status, path)}"
+        ) from None
+    except ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd else 1006
+        reason = f" ({exc.rcvd.reason})" if exc.rcvd and exc.rcvd.reason else ""
+        raise ConfigError(
+            f"{url} accepted the websocket, then closed it with code {code}{reason}: "
+            "authentication (pass --header Cookie:sessionid=...) or a refused room or frame"
+        ) from None
+    except (InvalidHandshake, OSError, TimeoutError) as exc:
+        raise ConfigError(f"websocket handshake to {url} failed: {exc}") from None
 
 
 @contextlib.contextmanager
