@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
+import redis
 from channels.testing import WebsocketCommunicator
 
 from broadcast.consumers import NOT_DELIVERED
 from channels_scale.layer import RedisChannelLayer
-from channels_scale.net import timeout_factor
+from channels_scale.net import timeout_factor, wait_until
 from tests.conftest import RedisProcess
 
 SEND_TIMEOUT = 0.5  # small, so the outage below is "longer than send_timeout" in a short test
@@ -48,6 +51,17 @@ async def read_until(
         assert text in allowed, f"unexpected frame {text!r} while waiting for {wanted!r}"
         before.append(text)
     raise AssertionError(f"{wanted!r} not received within 50 frames")
+
+
+async def listener_gets(layer: RedisChannelLayer, channel: str, text: str) -> bool:
+    """Whether ``text`` reaches ``channel`` within half a second (receive is cancel-safe)."""
+    try:
+        async with asyncio.timeout(wait(0.5)):
+            while (await layer.receive(channel))["text"] != text:
+                pass
+    except TimeoutError:
+        return False
+    return True
 
 
 async def test_broadcast_sender_survives_redis_down_past_send_timeout(
@@ -92,23 +106,85 @@ async def test_broadcast_sender_survives_redis_down_past_send_timeout(
 
         redis_server.start()
         # Same connection, after the outage: its broadcasts reach another process again through
-        # Redis (bounded number of tries, as the layer reconnects with backoff; a try that fails
-        # gets NOT_DELIVERED, sent before the frame's local copy).
+        # Redis (bounded number of tries: the layer reconnects with backoff; a try that fails gets
+        # NOT_DELIVERED, sent before the frame's local copy; one published before the listener
+        # resubscribed is lost, as pub/sub is at most once).
         seen = {"during", NOT_DELIVERED}
         for attempt in range(40):
             text = f"after {attempt}"
             await sender.send_to(text_data=text)
-            if NOT_DELIVERED not in await read_until(sender, text, seen, 5 + 4 * SEND_TIMEOUT):
-                break
+            failed = NOT_DELIVERED in await read_until(sender, text, seen, 5 + 4 * SEND_TIMEOUT)
             seen.add(text)
+            if not failed and await listener_gets(listener, channel, text):
+                break
         else:
             raise AssertionError("broadcasts did not flow again within 40 tries")
-        async with asyncio.timeout(wait(5)):
-            while (await listener.receive(channel))["text"] != text:
-                pass
         await read_until(other, text, seen)
         assert not sender.future.done() and not other.future.done()
     finally:
         for client in (sender, other):
             await client.disconnect(timeout=wait(5))
         await listener.close()
+
+
+def answers_loading(port: int) -> bool:
+    """Whether Redis on ``port`` answers PING with ``-LOADING`` (it is reading its data back)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"-LOADING")
+    except OSError:
+        return False
+
+
+async def test_group_send_retries_while_restarted_redis_loads_its_data(tmp_path: Path) -> None:
+    """Found by the fault suite: a Redis restarted with its append-only file answers ``LOADING``
+    for a while; the layer's pipelined path raised that as ``ResponseError`` (not retried, not
+    ``LayerUnavailable``), which no consumer catches. Now it is retried within send_timeout."""
+    redis_server = RedisProcess(
+        tmp_path, extra_args=("--appendonly", "yes", "--enable-debug-command", "yes")
+    )
+    redis_server.start()
+    layer = RedisChannelLayer(hosts=[redis_server.url], send_timeout=30, **FAST)
+    try:
+        await layer.group_send("loading", {"type": "warm.up"})
+        # enough data in the append-only file that loading it takes a visible while
+        client = redis.Redis.from_url(redis_server.url)
+        client.execute_command("DEBUG", "POPULATE", "1000000")
+        client.bgrewriteaof()
+        assert wait_until(
+            lambda: (
+                not any(
+                    client.info("persistence")[k]
+                    for k in ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
+                )
+            ),
+            30,
+        )
+        client.close()
+        redis_server.stop()
+
+        starting = asyncio.ensure_future(asyncio.to_thread(redis_server.start))
+
+        async def watch_loading() -> bool:
+            while not starting.done():
+                if await asyncio.to_thread(answers_loading, redis_server.port):
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
+        async def send_until_started() -> int:
+            sends = 0
+            while not starting.done() or sends == 0:
+                await layer.group_send("loading", {"type": "during.restart"})  # must not raise
+                sends += 1
+            return sends
+
+        async with asyncio.timeout(wait(60)):
+            loading_seen, sends = await asyncio.gather(watch_loading(), send_until_started())
+            await starting
+        assert sends >= 1
+        assert loading_seen, "Redis never answered LOADING: the test did not test the restart"
+    finally:
+        await layer.close()
+        redis_server.stop(kill=True)
