@@ -18,6 +18,7 @@ Run: ``uv run --frozen pytest tests/faults -m e2e`` (the figures table prints at
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -29,7 +30,10 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from broadcast.consumers import NOT_DELIVERED
+from channels_scale.closecodes import CloseCode
 from channels_scale.net import timeout_factor
 from channels_scale.stack.health import worker_health
 from tests.conftest import RedisProcess
@@ -47,7 +51,7 @@ WORKERS = (0, 1)
 SUPERVISORCTL = str(Path(sys.executable).parent / "supervisorctl")
 TRACEBACK = "Traceback (most recent call last)"
 
-Inject = Callable[[FaultStack, Load, dict[int, int]], Awaitable[float]]
+Inject = Callable[[FaultStack, Load, dict[int, int]], Awaitable[float]]  # -> when it ended
 
 
 async def until(predicate: Callable[[], object], within: float, blocking: bool = False) -> float:
@@ -201,12 +205,29 @@ def not_delivered(load: Load) -> int:
     return totals["stream.not_delivered"] + totals["canary.not_delivered"]
 
 
+async def outage_answers(faults: FaultStack) -> tuple[list[str], int | None]:
+    """New clients while Redis is down: what a broadcast sender gets back, and the close code of
+    a stream client (documented: 1013 once its history read failed for send_timeout)."""
+    async with asyncio.timeout(30 * timeout_factor()):
+        async with connect(f"{faults.ws_url}/ws/broadcast/outage-probe/", open_timeout=10) as ws:
+            await ws.send("probe")
+            replies = [str(await ws.recv()), str(await ws.recv())]  # the error, the local copy
+        async with connect(f"{faults.ws_url}/ws/stream/outage-probe/", open_timeout=10) as ws:
+            try:
+                async for _ in ws:
+                    pass
+            except ConnectionClosed as closed:
+                return replies, closed.rcvd.code if closed.rcvd else None
+            return replies, ws.close_code
+
+
 async def stop_redis_past_send_timeout(
-    faults: FaultStack, load: Load, pids: dict[int, int]
+    faults: FaultStack, load: Load, pids: dict[int, int], probes: list[tuple[list[str], int | None]]
 ) -> float:
     answered = not_delivered(load)
     await asyncio.to_thread(faults.redis.stop)
     down = time.monotonic()
+    probes.append(await outage_answers(faults))
     # down until senders were answered not_delivered (they waited the whole send_timeout)
     await until(
         lambda: not_delivered(load) > answered and time.monotonic() - down > 1.5 * SEND_TIMEOUT,
@@ -245,11 +266,17 @@ async def test_workers_restarted_one_by_one(fault_stack: FaultStack) -> None:
 
 
 async def test_redis_stopped_past_send_timeout(fault_stack: FaultStack) -> None:
-    _, counts, _ = await run_case(fault_stack, "redis-stopped", stop_redis_past_send_timeout)
+    probes: list[tuple[list[str], int | None]] = []
+    inject = functools.partial(stop_redis_past_send_timeout, probes=probes)
+    _, counts, _ = await run_case(fault_stack, "redis-stopped", inject)
     # senders were told (the broadcast consumer's fix), nobody's consumer died, and the
     # append-only file kept the history: clients resume without a reload
     assert counts["canary.not_delivered"] >= 1, counts
     assert counts["reload.epoch"] == 0, counts
+    # clients arriving during the outage get the documented answers
+    [(replies, stream_close)] = probes
+    assert NOT_DELIVERED in replies, replies
+    assert stream_close == CloseCode.TRY_AGAIN_LATER
 
 
 async def test_redis_restarted_without_persistence(fault_stack: FaultStack) -> None:
