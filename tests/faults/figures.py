@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COLUMNS = (
-    "case", "clients", "consumers crashed", "messages lost", "duplicates", "dropped connections",
+    "case", "clients", "consumers crashed", "stream deliveries", "messages lost", "duplicates",
+    "dropped connections",
     "max reconnect s", "all connected s", "flowing again s", "reloads (epoch)", "not_delivered",
 )  # fmt: skip
 
@@ -17,6 +18,7 @@ class CaseFigures:
     case: str
     clients: int
     crashed: int  # tracebacks in worker logs + 1011 closes + worker pids changed unexpectedly
+    delivered: int  # stream messages the clients received and checked for gaps
     lost: int  # offsets a resuming client never received
     duplicates: int
     drops: int
@@ -28,7 +30,8 @@ class CaseFigures:
 
     def row(self) -> tuple[str, ...]:
         return (
-            self.case, str(self.clients), str(self.crashed), str(self.lost), str(self.duplicates),
+            self.case, str(self.clients), str(self.crashed), str(self.delivered), str(self.lost),
+            str(self.duplicates),
             str(self.drops), f"{self.max_reconnect:.2f}", f"{self.all_connected:.2f}",
             f"{self.flowing:.2f}", str(self.reloads_epoch), str(self.not_delivered),
         )  # fmt: skip

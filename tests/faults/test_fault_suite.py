@@ -47,6 +47,7 @@ pytestmark = pytest.mark.e2e
 STREAMS = 20
 CANARIES = 10
 INTERVAL = 1.0  # seconds between two messages of one client
+MIN_CASE_S = 3.0  # the load runs at least this long after a fault starts
 WORKERS = (0, 1)
 SUPERVISORCTL = str(Path(sys.executable).parent / "supervisorctl")
 TRACEBACK = "Traceback (most recent call last)"
@@ -124,7 +125,8 @@ async def run_case(
         flowing = await until(lambda: load.flowing_since(ended), 60)
         # a message sent after everyone was back reached every stream client: any offset a
         # client missed would show as a gap by now (the consumer fills holes before it)
-        await until(lambda: load.flowing_since(all_back), 30)
+        # (and the load ran at least MIN_CASE_S past the fault's start)
+        await until(lambda: load.flowing_since(max(all_back, started + MIN_CASE_S)), 30)
     finally:
         await load.stop()
     await served_fresh(faults, case)
@@ -145,6 +147,7 @@ async def run_case(
         case=case,
         clients=len(load.clients),
         crashed=len(tracebacks) + closes_1011 + len(unexpected),
+        delivered=counts["stream.received"],
         lost=counts["stream.lost"],
         duplicates=counts["stream.duplicate"],
         drops=counts["stream.drops"] + counts["canary.drops"],
