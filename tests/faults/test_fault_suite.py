@@ -106,7 +106,7 @@ async def served_fresh(faults: FaultStack, room: str) -> None:
 
 
 async def run_case(
-    faults: FaultStack, case: str, inject: Inject, restarted: set[int] = frozenset()
+    faults: FaultStack, case: str, inject: Inject, restarted: frozenset[int] = frozenset()
 ) -> tuple[CaseFigures, Counter[str], Load]:
     """Start the load, inject the fault, wait for recovery, stop the load; record the figures."""
     load = Load(faults.ws_url, case, STREAMS, CANARIES, INTERVAL)
@@ -255,14 +255,14 @@ async def test_nginx_reload(fault_stack: FaultStack) -> None:
 
 
 async def test_worker_sigkill(fault_stack: FaultStack) -> None:
-    figures, counts, _ = await run_case(fault_stack, "worker-sigkill", kill_worker, {0})
+    figures, counts, _ = await run_case(fault_stack, "worker-sigkill", kill_worker, frozenset({0}))
     assert figures.drops >= 1, "no client was on the killed worker: the case tested nothing"
     assert counts["reload.epoch"] == 0
 
 
 async def test_workers_restarted_one_by_one(fault_stack: FaultStack) -> None:
     figures, counts, _ = await run_case(
-        fault_stack, "rolling-restart", restart_workers_one_by_one, {0, 1}
+        fault_stack, "rolling-restart", restart_workers_one_by_one, frozenset({0, 1})
     )
     assert figures.drops >= STREAMS + CANARIES, "every client should have moved once at least"
     assert counts["reload.epoch"] == 0
