@@ -47,6 +47,7 @@ pytestmark = pytest.mark.e2e
 STREAMS = 20
 CANARIES = 10
 INTERVAL = 1.0  # seconds between two messages of one client
+WAIT = 10 * timeout_factor()  # one handshake or one frame
 MIN_CASE_S = 3.0  # the load runs at least this long after a fault starts
 WORKERS = (0, 1)
 SUPERVISORCTL = str(Path(sys.executable).parent / "supervisorctl")
@@ -100,8 +101,8 @@ def tracebacks_since(faults: FaultStack, sizes: list[int]) -> list[str]:
 
 async def served_fresh(faults: FaultStack, room: str) -> None:
     """A new client is served (welcome) after the case, through nginx."""
-    async with connect(f"{faults.ws_url}/ws/stream/{room}/", open_timeout=10) as ws:
-        async with asyncio.timeout(10 * timeout_factor()):
+    async with connect(f"{faults.ws_url}/ws/stream/{room}/", open_timeout=WAIT) as ws:
+        async with asyncio.timeout(WAIT):
             assert '"welcome"' in str(await ws.recv())
 
 
@@ -212,10 +213,10 @@ async def outage_answers(faults: FaultStack) -> tuple[list[str], int | None]:
     """New clients while Redis is down: what a broadcast sender gets back, and the close code of
     a stream client (documented: 1013 once its history read failed for send_timeout)."""
     async with asyncio.timeout(30 * timeout_factor()):
-        async with connect(f"{faults.ws_url}/ws/broadcast/outage-probe/", open_timeout=10) as ws:
+        async with connect(f"{faults.ws_url}/ws/broadcast/outage-probe/", open_timeout=WAIT) as ws:
             await ws.send("probe")
             replies = [str(await ws.recv()), str(await ws.recv())]  # the error, the local copy
-        async with connect(f"{faults.ws_url}/ws/stream/outage-probe/", open_timeout=10) as ws:
+        async with connect(f"{faults.ws_url}/ws/stream/outage-probe/", open_timeout=WAIT) as ws:
             try:
                 async for _ in ws:
                     pass
