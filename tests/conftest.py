@@ -6,7 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -30,9 +30,13 @@ class RedisProcess:
     what the fault tests need (Redis killed and restarted while consumers wait).
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        #: more redis-server options, after the defaults (e.g. ``--appendonly yes``: last wins)
+        self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +72,7 @@ class RedisProcess:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -120,13 +125,18 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 @pytest.fixture
 def example_env(tmp_path: Path) -> dict[str, str]:
     """Environment for subprocesses running the example project on a private SQLite file."""
+    return example_environment(tmp_path)
+
+
+def example_environment(directory: Path) -> dict[str, str]:
+    """The environment of :func:`example_env`, with its files in ``directory``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep
     )
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    env["STATIC_ROOT"] = str(tmp_path / "static")
+    env["DATABASE_URL"] = f"sqlite:///{directory / 'db.sqlite3'}"
+    env["STATIC_ROOT"] = str(directory / "static")
     return env
 
 

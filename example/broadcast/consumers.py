@@ -1,7 +1,9 @@
 """The broadcast endpoint every bench and scaling check uses: ``/ws/broadcast/<room>/``.
 
 Every text frame a client sends is delivered verbatim to every connection in that room, the sender
-included. Frames over ``WEBSOCKET_MAX_MESSAGE_BYTES`` close the connection with 1009.
+included. Frames over ``WEBSOCKET_MAX_MESSAGE_BYTES`` close the connection with 1009. When Redis
+stays unreachable for the layer's ``send_timeout``, the sender gets :data:`NOT_DELIVERED` (an
+error frame; the room may not have received that frame) and the connection stays open.
 
 Two implementations of the same endpoint, chosen by ``CHANNELS_SCALE_CONSUMER``:
 
@@ -20,8 +22,14 @@ from django.conf import settings
 
 from channels_scale import consumers
 from channels_scale.closecodes import CloseCode
+from channels_scale.exceptions import LayerUnavailable
 
 CONSUMER_ENV = "CHANNELS_SCALE_CONSUMER"
+#: Sent back to a sender whose frame could not be published (Redis down for ``send_timeout``).
+NOT_DELIVERED = (
+    '{"type":"error","code":"not_delivered",'
+    '"detail":"Redis unreachable: the room may not have received this frame; send it again later."}'
+)
 
 
 class BroadcastConsumer(AsyncWebsocketConsumer):
@@ -67,7 +75,12 @@ class FastBroadcastConsumer(consumers.AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
             return
-        await self.channel_layer.group_send(self.room_group, consumers.frame_event(text_data))
+        try:
+            await self.channel_layer.group_send(self.room_group, consumers.frame_event(text_data))
+        except LayerUnavailable:
+            # A Redis outage must not end the consumer (the exception would close it with 1011
+            # and log a traceback): tell the sender and keep the connection.
+            await self.send(text_data=NOT_DELIVERED)
 
 
 def broadcast_consumer() -> type[AsyncWebsocketConsumer]:

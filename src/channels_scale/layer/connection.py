@@ -164,7 +164,7 @@ class Shard:
             redis.exceptions.ResponseError: Redis answered with an error.
         """
         try:
-            reply = await self.pipe.request(data)
+            reply = await self._request(data)
         except REDIS_DOWN_ERRORS as exc:
             reply = await self._execute_retrying(what, data, exc)
         if type(reply) is ReplyError:
@@ -179,9 +179,19 @@ class Shard:
             await self._wait_to_retry(what, exc, deadline, attempt)
             attempt += 1
             try:
-                return await self.pipe.request(data)
+                return await self._request(data)
             except REDIS_DOWN_ERRORS as error:
                 exc = error
+
+    async def _request(self, data: bytes) -> Any:
+        """One pipelined call; a ``LOADING`` reply (Redis restarting, reading its data back)
+        raises ``BusyLoadingError`` so that it is retried like an unreachable Redis, as redis-py
+        does on the other path (it escaped as a ResponseError and killed consumers: tests/faults).
+        """
+        reply = await self.pipe.request(data)
+        if type(reply) is ReplyError and str(reply).startswith("LOADING"):
+            raise redis.exceptions.BusyLoadingError(str(reply))
+        return reply
 
     async def run_script(
         self, what: str, script: Script, keys: list[bytes | str], args: list[Any]

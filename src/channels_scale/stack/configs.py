@@ -212,8 +212,12 @@ def render_nginx(
 ) -> str:
     """``nginx.conf``: ``least_conn`` over the worker sockets, Upgrade headers, long tunnels."""
     nginx = layout.nginx_dir
+    # max_fails=0: a refused socket (worker restarting) is retried on the next server
+    # (proxy_next_upstream) without marking it down. Marked down (max_fails=1), nginx lets one
+    # new connection through per fail_timeout and clears the mark only when that connection ends,
+    # which for a websocket is much later: a rolling restart measured ~11 s of 502s (tests/faults).
     servers = "\n".join(
-        f"        server unix:{layout.worker_socket(i)} max_fails=1 fail_timeout=2s;"
+        f"        server unix:{layout.worker_socket(i)} max_fails=0;"
         for i in range(options.workers)
     )
     static = ""
