@@ -11,29 +11,53 @@ from pathlib import Path
 import pytest
 
 from channels_scale.net import timeout_factor
+from channels_scale.stack import control
+from channels_scale.stack.options import RunLayout
+from channels_scale.stack.processes import ProcessId
 
 CLI = str(Path(sys.executable).parent / "channels-scale")
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CLI, *args], capture_output=True, text=True, env=env, timeout=timeout * timeout_factor(),
-        check=False,
+        check=False, cwd=cwd,
     )  # fmt: skip
+
+
+def stack_members(run_dir: Path) -> list[ProcessId]:
+    """supervisord and every program of the stack in ``run_dir``, identified exactly (now)."""
+    layout = RunLayout.of(run_dir)
+    pid = int(control.supervisor_call(layout, "getPID"))
+    found = [ProcessId.of(pid)]
+    found += [ProcessId.of(int(p["pid"])) for p in control.supervisor_processes(layout) or []]
+    assert all(found), f"a process of the stack in {run_dir} is gone already"
+    return [p for p in found if p is not None]
+
+
+def all_gone(members: list[ProcessId]) -> bool:
+    return not any(m.alive() for m in members)
 
 
 class RunningStack:
     """``channels-scale up`` in the background; ``url`` once it printed that it is up."""
 
-    def __init__(self, args: list[str], env: dict[str, str], run_dir: Path, port: int) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        run_dir: Path,
+        port: int,
+        wrapper: tuple[str, ...] = (),
+    ) -> None:
         self.run_dir = run_dir
         self.port = port
         self.output: list[str] = []
         self._up = threading.Event()
         self.proc = subprocess.Popen(
-            [CLI, "up", "--port", str(port), "--run-dir", str(run_dir), *args],
+            [*wrapper, CLI, "up", "--port", str(port), "--run-dir", str(run_dir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -1,29 +1,80 @@
-"""Find processes through ``/proc``: a stack's leftovers and a process' children (Linux only)."""
+"""Exact process identities through ``/proc`` (Linux only): never a match on command lines.
+
+A pid alone is not an identity: after a process exits, the kernel may hand its number to another
+one. :class:`ProcessId` pairs the pid with the process' start time (field 22 of
+``/proc/PID/stat``, in clock ticks since boot), so a stop never signals a stranger that reused the
+number. Groups are signalled only through a group the stack's own processes lead (supervisor puts
+every program it spawns in a process group of its own).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def _ppid(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/PID/stat`` (state first), or None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    return stat.rsplit(")", 1)[1].split()
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """One process: its pid and its start time, which together never name another process."""
+
+    pid: int
+    started: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessId | None:
+        """The identity of the live process ``pid`` now, or None when there is none."""
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] == "Z":
+            return None
+        return cls(pid, int(fields[19]))
+
+    def alive(self) -> bool:
+        """True while this very process runs (a zombie or a reused pid counts as gone)."""
+        return ProcessId.of(self.pid) == self
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def group_alive(self) -> bool:
+        """True while a process of the group this process leads (pgid == pid) is alive.
+
+        The leader may have exited and left members behind (nginx workers after a killed
+        master); the kernel does not reuse the number while any member holds it as its group.
+        """
+        current = ProcessId.of(self.pid)
+        if current is not None and current != self:
+            return False  # the number now names another process: not our group any more
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def kill_group(self) -> None:
+        """SIGKILL every member of the group this process leads, if it still exists."""
+        if self.group_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
 
 
 def all_pids() -> list[int]:
@@ -34,7 +85,7 @@ def children_of(pid: int) -> list[int]:
     """Every descendant of ``pid`` (children, grandchildren, ...)."""
     parents: dict[int, list[int]] = {}
     for child in all_pids():
-        parent = _ppid(child)
+        parent = parent_of(child)
         if parent is not None:
             parents.setdefault(parent, []).append(child)
     found: list[int] = []
@@ -44,20 +95,3 @@ def children_of(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (a run directory), and their children."""
-    me = os.getpid()
-    direct = [pid for pid in all_pids() if pid != me and text in _cmdline(pid)]
-    found = set(direct)
-    for pid in direct:
-        found.update(children_of(pid))
-    found.discard(me)
-    return sorted(found)
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)

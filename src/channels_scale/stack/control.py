@@ -1,0 +1,155 @@
+"""A running stack seen from outside: its lock, supervisor's answers, and the one way to stop it.
+
+Used by the ``up`` that started the stack and by ``status`` / ``down`` run later from another
+shell. Everything here names processes exactly (:class:`ProcessId`, process groups the stack's
+processes lead), never by what their command lines contain, so a log viewer, a wrapper such as
+``timeout``, or a stack in a neighbouring run directory is never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any
+
+from channels_scale.exceptions import ConfigError
+from channels_scale.net import timeout_factor
+from channels_scale.stack.options import RunLayout
+from channels_scale.stack.processes import ProcessId
+
+STOP_TIMEOUT_S = 30.0
+
+
+def supervisor_call(layout: RunLayout, method: str, *args: Any) -> Any:
+    """Call ``supervisor.METHOD`` on the supervisord of ``layout`` over its unix socket.
+
+    Raises ``OSError`` (nothing listens) or ``xmlrpc.client.Error``.
+    """
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{layout.supervisor_socket}")
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return getattr(proxy.supervisor, method)(*args)
+    finally:
+        transport.close()
+
+
+def supervisor_processes(layout: RunLayout) -> list[dict[str, Any]] | None:
+    """supervisord's view of its processes, or None when it does not answer."""
+    try:
+        return list(supervisor_call(layout, "getAllProcessInfo"))
+    except (OSError, xmlrpc.client.Error):
+        return None
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/lock``: one stack per run directory.
+
+    ``up`` takes it before touching anything in the run directory and hands the descriptor to
+    supervisord, which keeps it for as long as it lives (supervisor closes inherited descriptors
+    in the programs it spawns, so no worker holds it). A refused second ``up`` therefore knows,
+    without guessing from process names, that the directory is in use, and leaves it alone.
+    """
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.path = layout.root / "lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False (and nothing held) when another process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def held_elsewhere(self) -> bool:
+        """True when some process (a running or starting stack) holds the lock now."""
+        if not self.path.exists():
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass(frozen=True)
+class Member:
+    """One process of a stack, as it was when the stop began."""
+
+    name: str
+    process: ProcessId
+
+
+def recorded_supervisord(layout: RunLayout) -> ProcessId | None:
+    """supervisord's identity as ``up`` wrote it in ``stack.json`` (None: unknown or gone)."""
+    try:
+        state = json.loads(layout.state_file.read_text())
+        found = ProcessId(int(state["supervisord"]["pid"]), int(state["supervisord"]["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if found.alive() else None
+
+
+def members(layout: RunLayout, supervisord: ProcessId | None) -> list[Member]:
+    """supervisord and the running programs it reports, each identified exactly."""
+    found = [Member("supervisord", supervisord)] if supervisord else []
+    for info in supervisor_processes(layout) or []:
+        process = ProcessId.of(int(info.get("pid") or 0)) if info.get("pid") else None
+        if process is not None:
+            found.append(Member(str(info.get("name", "?")), process))
+    return found
+
+
+def stop(layout: RunLayout, supervisord: ProcessId | None) -> list[Member]:
+    """Stop the stack whose supervisord is ``supervisord``; the members that were running.
+
+    supervisord gets SIGTERM and stops its programs in reverse priority order (the load balancer
+    first, Redis last), each group with its own stop signal and timeout. When it is done, or
+    after :data:`STOP_TIMEOUT_S`, whatever is left of those exact processes — supervisord, and the
+    process group of each program (nginx's workers, a worker's children) — gets SIGKILL.
+    """
+    running = members(layout, supervisord)
+    if supervisord is not None:
+        supervisord.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S * timeout_factor()
+        while supervisord.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        supervisord.signal(signal.SIGKILL)
+    for member in running:
+        if member.name != "supervisord":
+            member.process.kill_group()
+    return running
+
+
+def describe(stopped: list[Member]) -> str:
+    return ", ".join(f"{m.name} (pid {m.process.pid})" for m in stopped) or "nothing"
+
+
+def stop_running(layout: RunLayout) -> list[Member]:
+    """``channels-scale down``: stop the stack running in ``layout`` from another process.
+
+    supervisord is found through its socket, or — when it no longer answers — through the
+    identity ``up`` recorded in ``stack.json``. Raises :class:`ConfigError` when none runs there.
+    """
+    try:
+        supervisord = ProcessId.of(int(supervisor_call(layout, "getPID")))
+    except (OSError, xmlrpc.client.Error):
+        supervisord = recorded_supervisord(layout)
+    if supervisord is None:
+        raise ConfigError(f"no stack is running in {layout.root}: pass the --run-dir given to up")
+    return stop(layout, supervisord)
