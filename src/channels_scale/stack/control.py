@@ -107,7 +107,7 @@ def recorded_supervisord(layout: RunLayout) -> ProcessId | None:
 
 def members(layout: RunLayout, supervisord: ProcessId | None) -> list[Member]:
     """supervisord and the running programs it reports, each identified exactly."""
-    found = [Member("supervisord", supervisord)] if supervisord else []
+    found = [Member("supervisord", supervisord)] if supervisord and supervisord.alive() else []
     for info in supervisor_processes(layout) or []:
         process = ProcessId.of(int(info.get("pid") or 0)) if info.get("pid") else None
         if process is not None:
