@@ -96,43 +96,43 @@ class Member:
 
 
 def recorded_supervisord(layout: RunLayout) -> ProcessId | None:
-    """supervisord's identity as ``up`` wrote it in ``stack.json`` (None: unknown or gone)."""
+    """supervisord as ``up`` recorded it in ``stack.json``, if it or its session still lives."""
     try:
         state = json.loads(layout.state_file.read_text())
         found = ProcessId(int(state["supervisord"]["pid"]), int(state["supervisord"]["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return found if found.alive() else None
+    return found if found.alive() or found.session() else None
 
 
-def members(layout: RunLayout, supervisord: ProcessId | None) -> list[Member]:
-    """supervisord and the running programs it reports, each identified exactly."""
-    found = [Member("supervisord", supervisord)] if supervisord and supervisord.alive() else []
-    for info in supervisor_processes(layout) or []:
-        process = ProcessId.of(int(info.get("pid") or 0)) if info.get("pid") else None
-        if process is not None:
-            found.append(Member(str(info.get("name", "?")), process))
-    return found
+def members(layout: RunLayout, supervisord: ProcessId) -> list[Member]:
+    """supervisord and every live process of its session, named as supervisor reports them."""
+    names = {int(p["pid"]): str(p["name"]) for p in supervisor_processes(layout) or []}
+    found = [Member("supervisord", supervisord)] if supervisord.alive() else []
+    found += [
+        Member(names.get(p.pid, "process"), p) for p in supervisord.session() if p != supervisord
+    ]
+    # supervisord, its programs by name (lb, redis, worker-0...), then the others (nginx's
+    # workers, a worker's children).
+    return sorted(found, key=lambda m: (m.name != "supervisord", m.name == "process", m.name))
 
 
-def stop(layout: RunLayout, supervisord: ProcessId | None) -> list[Member]:
-    """Stop the stack whose supervisord is ``supervisord``; the members that were running.
+def stop(layout: RunLayout, supervisord: ProcessId) -> list[Member]:
+    """Stop the stack whose supervisord is ``supervisord``; the processes that were running.
 
     supervisord gets SIGTERM and stops its programs in reverse priority order (the load balancer
-    first, Redis last), each group with its own stop signal and timeout. When it is done, or
-    after :data:`STOP_TIMEOUT_S`, whatever is left of those exact processes — supervisord, and the
-    process group of each program (nginx's workers, a worker's children) — gets SIGKILL.
+    first, Redis last), each with its own stop signal and timeout. When it is done, or after
+    :data:`STOP_TIMEOUT_S`, whatever is left of its session — supervisord, programs it left
+    behind, their children — gets SIGKILL. Nothing outside that session is signalled.
     """
     running = members(layout, supervisord)
-    if supervisord is not None:
-        supervisord.signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S * timeout_factor()
-        while supervisord.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        supervisord.signal(signal.SIGKILL)
-    for member in running:
-        if member.name != "supervisord":
-            member.process.kill_group()
+    supervisord.signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S * timeout_factor()
+    while supervisord.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisord.signal(signal.SIGKILL)
+    for process in supervisord.session():
+        process.signal(signal.SIGKILL)
     return running
 
 

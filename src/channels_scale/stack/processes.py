@@ -3,15 +3,14 @@
 A pid alone is not an identity: after a process exits, the kernel may hand its number to another
 one. :class:`ProcessId` pairs the pid with the process' start time (field 22 of
 ``/proc/PID/stat``, in clock ticks since boot), so a stop never signals a stranger that reused the
-number. Groups are signalled only through a group the stack's own processes lead (supervisor puts
-every program it spawns in a process group of its own).
+number. The processes of a stack are found through the session its supervisord leads (started
+with ``start_new_session``; supervisor's programs stay in it), never through their arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,26 +49,25 @@ class ProcessId:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
-    def group_alive(self) -> bool:
-        """True while a process of the group this process leads (pgid == pid) is alive.
+    def session(self) -> list[ProcessId]:
+        """The live processes of the session this process leads (its sid is this pid).
 
-        The leader may have exited and left members behind (nginx workers after a killed
-        master); the kernel does not reuse the number while any member holds it as its group.
+        ``up`` starts supervisord in a session of its own; every program supervisor spawns (and
+        their children) stays in it, even after supervisord itself died and left them behind.
+        The kernel does not reuse the number while a member holds it as its session id; when
+        the number names another process now, the session is not ours any more: empty.
         """
         current = ProcessId.of(self.pid)
         if current is not None and current != self:
-            return False  # the number now names another process: not our group any more
-        try:
-            os.killpg(self.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-
-    def kill_group(self) -> None:
-        """SIGKILL every member of the group this process leads, if it still exists."""
-        if self.group_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
+            return []
+        found = []
+        for pid in all_pids():
+            fields = _stat_fields(pid)
+            if fields is not None and fields[0] != "Z" and int(fields[3]) == self.pid:
+                member = ProcessId.of(pid)
+                if member is not None:
+                    found.append(member)
+        return found
 
 
 def parent_of(pid: int) -> int | None:

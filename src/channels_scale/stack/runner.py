@@ -104,7 +104,8 @@ class Stack:
         stopped: list[control.Member] = []
         proc = self._supervisord
         if proc is not None:
-            stopped = control.stop(self.layout, self._supervisord_id)
+            if self._supervisord_id is not None:
+                stopped = control.stop(self.layout, self._supervisord_id)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10 * timeout_factor())  # reap it (SIGKILLed already if stuck)
         self._supervisord = None
@@ -176,14 +177,14 @@ class Stack:
                 f"run directory {layout.root} is not writable ({exc.strerror}): "
                 "choose another with --run-dir"
             ) from None
-        # From here on this process owns the directory: a stack already running there keeps
-        # its files and processes, whatever happens below.
         if not locked or control.supervisor_processes(layout) is not None:
             self._lock.release()
             raise ConfigError(
                 f"a stack is already running in {layout.root}: stop it with "
                 f"`channels-scale down --run-dir {layout.root}` or choose another --run-dir"
             )
+        # From here on this process owns the directory: no stack of ours runs there, so the
+        # sockets and logs below are a previous run's.
         for path in (layout.sockets, layout.logs, layout.redis_dir, layout.nginx_dir / "tmp"):
             path.mkdir(parents=True, exist_ok=True)
         if layout.longest_socket_path(self.options.workers) > MAX_SOCKET_PATH:
