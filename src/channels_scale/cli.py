@@ -1,8 +1,9 @@
 """The ``channels-scale`` command.
 
 Exit codes: 0 success; 1 the stack failed at run time; 2 bad input (an unknown flag or value, a
-port in use, a missing program, a Redis that does not answer): one line on stderr says what is
-wrong and how to fix it, and nothing is left running.
+port in use, a missing program, a Redis that does not answer, an app that cannot be served, a run
+directory already in use, ``down`` where nothing runs): one line on stderr says what is wrong and
+how to fix it, nothing is left running, and nothing already running is touched.
 """
 
 from __future__ import annotations
