@@ -116,7 +116,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         code = stack.wait()
         if code == 0:
-            console.print("supervisord was shut down (channels-scale down): the stack is stopped")
+            console.print(
+                "supervisord was shut down (by channels-scale down or supervisorctl): "
+                "the stack is stopped"
+            )
             return 0
         console.print(f"supervisord exited with code {code}")
         return 1
