@@ -24,6 +24,7 @@ import redis
 
 from channels_scale.net import free_port, port_in_use, timeout_factor, wait_until
 from channels_scale.stack.health import http_status
+from tests.stack.test_app_check import _project
 from tests.stackrunner import RunningStack, all_gone, run_cli, stack_members
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +45,12 @@ def test_stop_and_refused_ups_leave_everything_else_alone(
     example_env: dict[str, str],
     bystanders: list[subprocess.Popen[bytes]],
 ) -> None:
+    example_env["SECRET_KEY"] = "a-key-from-the-environment-of-this-test"
     stack: RunningStack = start_stack("--workers", "1")
     run_dir = stack.run_dir.resolve()  # tmp_path/run0
     members = stack_members(run_dir)
+    assert "SECRET_KEY: from the environment" in "".join(stack.output)
+    assert not (run_dir / "secret_key").exists()
     bystanders.append(subprocess.Popen(["tail", "-f", str(run_dir / "logs" / "worker-0.log")],
                                        stdout=subprocess.DEVNULL))  # fmt: skip
     bystanders.append(subprocess.Popen(
@@ -175,3 +179,19 @@ def _cmdline(pid: int) -> bytes:
 
 def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def test_a_project_of_its_own_runs_detached_with_its_own_key(tmp_path: Path) -> None:
+    project = _project(tmp_path / "project")
+    run_dir, port = tmp_path / "run", free_port()
+    done = run_cli("up", "--detach", "--app", "mysite.asgi:application", "--settings",
+                   "mysite.settings", "--workers", "1", "--run-dir", str(run_dir),
+                   "--port", str(port), cwd=project)  # fmt: skip
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SECRET_KEY: the app's own (from its settings)" in done.stdout
+        assert not (run_dir / "secret_key").exists()
+        assert http_status("127.0.0.1", port) == 200
+    finally:
+        down = run_cli("down", "--run-dir", str(run_dir))
+    assert down.returncode == 0, down.stderr

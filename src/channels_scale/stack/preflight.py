@@ -150,6 +150,8 @@ class AppFacts:
     public_secret_key: bool
     #: The app's ``SECRET_KEY`` is the one given in the environment (it reads ``SECRET_KEY``).
     secret_key_from_env: bool
+    #: The app configured Django settings (so the two above mean something).
+    django: bool
 
 
 def probe_app(options: StackOptions, env: dict[str, str]) -> AppFacts:
@@ -181,4 +183,5 @@ def probe_app(options: StackOptions, env: dict[str, str]) -> AppFacts:
         root if root and root.is_dir() else None,
         bool(answer.get("public_secret_key")),
         bool(answer.get("secret_key_from_env")),
+        "public_secret_key" in answer,
     )

@@ -67,7 +67,7 @@ class Stack:
         self._lock = control.RunLock(self.layout)
         self._supervisord: subprocess.Popen[bytes] | None = None
         self._supervisord_id: ProcessId | None = None
-        self._app = AppFacts(None, None, False, False)
+        self._app = AppFacts(None, None, False, False, False)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -221,6 +221,10 @@ class Stack:
                 f"SECRET_KEY: generated for this run dir, in {self.layout.secret_key_file} "
                 "(mode 0600)"
             )
+        elif self._app.secret_key_from_env:
+            self.notes.append("SECRET_KEY: from the environment")
+        elif self._app.django:
+            self.notes.append("SECRET_KEY: the app's own (from its settings)")
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
@@ -235,7 +239,9 @@ class Stack:
             layout.supervisord_conf,
             render_supervisord(
                 options, layout, binaries, self.redis_url, self._redis_port,
-                serve_static=not nginx_serves_static, open_files=open_files,
+                # Django's staticfiles handler refuses to start without a STATIC_URL.
+                serve_static=bool(static_url) and not nginx_serves_static,
+                open_files=open_files,
                 secrets=self._secrets,
                 redis_conf=layout.redis_conf if self._redis_password is not None else None,
             ),
