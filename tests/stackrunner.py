@@ -92,3 +92,31 @@ class RunningStack:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return code
+
+
+TUTORIAL_SETTINGS = """
+SECRET_KEY = {secret!r}
+INSTALLED_APPS = ["channels"]
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "mysite.urls"
+DATABASES = {{}}
+"""
+
+
+def tutorial_project(root: Path, secret: str = "a-project-key", settings_tail: str = "") -> Path:
+    """A Channels-tutorial-shaped project ``mysite`` in ``root`` (asgi.py, wsgi.py, settings)."""
+    site = root / "mysite"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    (site / "urls.py").write_text("urlpatterns = []\n")
+    (site / "settings.py").write_text(TUTORIAL_SETTINGS.format(secret=secret) + settings_tail)
+    boot = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")\n'
+    (site / "asgi.py").write_text(
+        boot + "from django.core.asgi import get_asgi_application\n"
+        "application = get_asgi_application()\n"
+    )
+    (site / "wsgi.py").write_text(
+        boot + "from django.core.wsgi import get_wsgi_application\n"
+        "application = get_wsgi_application()\n"
+    )
+    return root

@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from channels_scale.net import free_port
 from channels_scale.stack.app import NotAnASGIApp, check_asgi
-from tests.stackrunner import run_cli
-
-SETTINGS = """
-SECRET_KEY = {secret!r}
-INSTALLED_APPS = ["channels"]
-ALLOWED_HOSTS = ["*"]
-ROOT_URLCONF = "mysite.urls"
-DATABASES = {{}}
-"""
-
-
-def _project(root: Path, secret: str = "a-project-key", settings_tail: str = "") -> Path:
-    """A Channels-tutorial-shaped project ``mysite`` in ``root`` (asgi.py, wsgi.py, settings)."""
-    site = root / "mysite"
-    site.mkdir(parents=True)
-    (site / "__init__.py").write_text("")
-    (site / "urls.py").write_text("urlpatterns = []\n")
-    (site / "settings.py").write_text(SETTINGS.format(secret=secret) + settings_tail)
-    boot = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")\n'
-    (site / "asgi.py").write_text(
-        boot + "from django.core.asgi import get_asgi_application\n"
-        "application = get_asgi_application()\n"
-    )
-    (site / "wsgi.py").write_text(
-        boot + "from django.core.wsgi import get_wsgi_application\n"
-        "application = get_wsgi_application()\n"
-    )
-    return root
+from tests.stackrunner import run_cli, tutorial_project
 
 
 def _up(project: Path, app: str, *flags: str, cwd: Path | None = None) -> tuple[int, str]:
@@ -63,14 +35,14 @@ def _up(project: Path, app: str, *flags: str, cwd: Path | None = None) -> tuple[
 def test_a_target_that_is_not_asgi_is_refused_in_one_line(
     tmp_path: Path, app: str, expected: str
 ) -> None:
-    code, err = _up(_project(tmp_path), app)
+    code, err = _up(tutorial_project(tmp_path), app)
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert expected in err
 
 
 def test_settings_syntax_error_names_file_and_line(tmp_path: Path) -> None:
-    project = _project(tmp_path, settings_tail="\nDEBUG = (\n")
+    project = tutorial_project(tmp_path, settings_tail="\nDEBUG = (\n")
     code, err = _up(project, "mysite.asgi:application")
     assert code == 2
     assert len(err.splitlines()) == 1, err
@@ -79,14 +51,14 @@ def test_settings_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_settings_that_raise_name_the_line(tmp_path: Path) -> None:
-    project = _project(tmp_path, settings_tail="\nTIME_ZONE = undefined_name\n")
+    project = tutorial_project(tmp_path, settings_tail="\nTIME_ZONE = undefined_name\n")
     code, err = _up(project, "mysite.asgi:application")
     assert code == 2
     assert f"{project / 'mysite' / 'settings.py'}, line 8: NameError" in err
 
 
 def test_wrong_directory_points_at_pythonpath(tmp_path: Path) -> None:
-    project = _project(tmp_path / "project")
+    project = tutorial_project(tmp_path / "project")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code, err = _up(project, "mysite.asgi:application", cwd=elsewhere)
@@ -98,7 +70,7 @@ def test_wrong_directory_points_at_pythonpath(tmp_path: Path) -> None:
 
 
 def test_the_public_default_secret_key_is_refused(tmp_path: Path) -> None:
-    project = _project(tmp_path, secret="dev-only-insecure-key-change-me-in-production")
+    project = tutorial_project(tmp_path, secret="dev-only-insecure-key-change-me-in-production")
     code, err = _up(project, "mysite.asgi:application")
     assert code == 2
     assert "SECRET_KEY is the example's public default" in err
@@ -150,4 +122,3 @@ def test_the_probe_explains_a_missing_module_without_a_traceback() -> None:
     line = explain(ModuleNotFoundError("No module named 'mysite'", name="mysite"))
     assert line.startswith("No module named 'mysite': run up from the directory that holds")
     assert "\n" not in line and "--pythonpath DIR" in line
-    assert textwrap.dedent(line) == line

@@ -24,8 +24,7 @@ import redis
 
 from channels_scale.net import free_port, port_in_use, timeout_factor, wait_until
 from channels_scale.stack.health import http_status
-from tests.stack.test_app_check import _project
-from tests.stackrunner import RunningStack, all_gone, run_cli, stack_members
+from tests.stackrunner import RunningStack, all_gone, run_cli, stack_members, tutorial_project
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +181,7 @@ def _environ(pid: int) -> bytes:
 
 
 def test_a_project_of_its_own_runs_detached_with_its_own_key(tmp_path: Path) -> None:
-    project = _project(tmp_path / "project")
+    project = tutorial_project(tmp_path / "project")
     run_dir, port = tmp_path / "run", free_port()
     done = run_cli("up", "--detach", "--app", "mysite.asgi:application", "--settings",
                    "mysite.settings", "--workers", "1", "--run-dir", str(run_dir),
