@@ -20,7 +20,7 @@ from typing import Any
 from channels_scale.exceptions import ConfigError
 from channels_scale.net import timeout_factor
 from channels_scale.stack.options import RunLayout
-from channels_scale.stack.processes import ProcessId
+from channels_scale.stack.processes import ProcessId, group_of
 
 STOP_TIMEOUT_S = 30.0
 
@@ -107,14 +107,20 @@ def recorded_supervisord(layout: RunLayout) -> ProcessId | None:
 
 def members(layout: RunLayout, supervisord: ProcessId) -> list[Member]:
     """supervisord and every live process of its session, named as supervisor reports them."""
-    names = {int(p["pid"]): str(p["name"]) for p in supervisor_processes(layout) or []}
+    reported = supervisor_processes(layout) or []
+    names = {int(p["pid"]): str(p["name"]) for p in reported if p.get("pid")}
     found = [Member("supervisord", supervisord)] if supervisord.alive() else []
-    found += [
-        Member(names.get(p.pid, "process"), p) for p in supervisord.session() if p != supervisord
-    ]
-    # supervisord, its programs by name (lb, redis, worker-0...), then the others (nginx's
-    # workers, a worker's children).
-    return sorted(found, key=lambda m: (m.name != "supervisord", m.name == "process", m.name))
+    for process in supervisord.session():
+        if process == supervisord:
+            continue
+        # Not a program supervisor reports: a child in a program's process group (an nginx
+        # worker: "lb/child"), or something left behind when supervisord no longer answers.
+        leader = names.get(group_of(process.pid) or 0)
+        found.append(
+            Member(names.get(process.pid) or (f"{leader}/child" if leader else "left"), process)
+        )
+    # supervisord, then its programs and their children by name (lb, lb/child, redis, worker-0).
+    return sorted(found, key=lambda m: (m.name != "supervisord", m.name))
 
 
 def stop(layout: RunLayout, supervisord: ProcessId) -> list[Member]:

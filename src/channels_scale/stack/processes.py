@@ -70,6 +70,12 @@ class ProcessId:
         return found
 
 
+def group_of(pid: int) -> int | None:
+    """The process group of ``pid`` (None: gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields is not None else None
+
+
 def parent_of(pid: int) -> int | None:
     fields = _stat_fields(pid)
     return int(fields[1]) if fields is not None else None
