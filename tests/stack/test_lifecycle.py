@@ -180,15 +180,29 @@ def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
-def test_a_project_of_its_own_runs_detached_with_its_own_key(tmp_path: Path) -> None:
-    project = tutorial_project(tmp_path / "project")
+@pytest.mark.parametrize(
+    ("secret", "flags", "note"),
+    [
+        ("a-project-key", [], "SECRET_KEY: the app's own (from its settings)"),
+        (
+            "dev-only-insecure-key-change-me-in-production",
+            ["--insecure-secret-key"],
+            "SECRET_KEY: the public default (--insecure-secret-key): dev only",
+        ),
+    ],
+    ids=["own-key", "public-key-allowed"],
+)
+def test_a_project_of_its_own_runs_detached(
+    tmp_path: Path, secret: str, flags: list[str], note: str
+) -> None:
+    project = tutorial_project(tmp_path / "project", secret=secret)
     run_dir, port = tmp_path / "run", free_port()
     done = run_cli("up", "--detach", "--app", "mysite.asgi:application", "--settings",
                    "mysite.settings", "--workers", "1", "--run-dir", str(run_dir),
-                   "--port", str(port), cwd=project)  # fmt: skip
+                   "--port", str(port), *flags, cwd=project)  # fmt: skip
     try:
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "SECRET_KEY: the app's own (from its settings)" in done.stdout
+        assert note in done.stdout
         assert not (run_dir / "secret_key").exists()
         assert http_status("127.0.0.1", port) == 200
     finally:
