@@ -1,8 +1,9 @@
 """The ``channels-scale`` command.
 
 Exit codes: 0 success; 1 the stack failed at run time; 2 bad input (an unknown flag or value, a
-port in use, a missing program, a Redis that does not answer): one line on stderr says what is
-wrong and how to fix it, and nothing is left running.
+port in use, a missing program, a Redis that does not answer, an app that cannot be served, a run
+directory already in use, ``down`` where nothing runs): one line on stderr says what is wrong and
+how to fix it, nothing is left running, and nothing already running is touched.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from channels_scale import __version__, extras
 from channels_scale.argtypes import port_number, positive_int
@@ -43,24 +44,27 @@ class _Stop(Exception):
     """Raised by the signal handler to leave the foreground wait."""
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # Only once: a wrapper such as `timeout` may deliver the same signal twice (to the process
+    # and to its group); the stop that follows must not be interrupted.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise _Stop(signum)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    extras.require("server", "channels-scale up")
-    if args.server == "daphne":
-        extras.require("daphne", "channels-scale up --server daphne")
-    if args.layer != "channels_scale":  # the recipe's layers, kept to compare against
-        extras.require("bench", f"channels-scale up --layer {args.layer}")
-    from rich.console import Console
-
-    from channels_scale.stack import Stack
-
-    console = Console(stderr=False, highlight=False)
+def _options(args: argparse.Namespace) -> StackOptions:
     app_given = args.app is not None
+    if not app_given and not (EXAMPLE_DIR / "config" / "asgi.py").is_file():
+        raise ConfigError(
+            "no --app given and the bundled example is not installed (it comes with a source "
+            "checkout): from your project's directory pass --app MYPROJECT.asgi:application "
+            "--settings MYPROJECT.settings"
+        )
     pythonpath = (Path.cwd(),) if app_given else (EXAMPLE_DIR,)
-    options = StackOptions(
+    return StackOptions(
         app=args.app or EXAMPLE_APP,
         settings=args.settings if (args.settings or app_given) else EXAMPLE_SETTINGS,
         pythonpath=tuple(Path(p).resolve() for p in args.pythonpath) + pythonpath,
@@ -75,26 +79,77 @@ def cmd_up(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         max_message_bytes=args.max_message_bytes,
         collectstatic=not args.no_collectstatic,
+        redis_password=args.redis_password,
+        insecure_secret_key=args.insecure_secret_key,
     )
-    stack = Stack(options)
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    extras.require("server", "channels-scale up")
+    if args.server == "daphne":
+        extras.require("daphne", "channels-scale up --server daphne")
+    if args.layer != "channels_scale":  # the recipe's layers, kept to compare against
+        extras.require("bench", f"channels-scale up --layer {args.layer}")
+    from rich.console import Console
+
+    from channels_scale.stack import Stack
+    from channels_scale.stack.control import describe
+
+    console = Console(stderr=False, highlight=False)
+    stack = Stack(_options(args))
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in _STOP_SIGNALS}
+    detached = False
     try:
         stack.start()
         console.print(f"channels-scale is up: {stack.http_url}/", markup=False)
+        for note in stack.notes:
+            console.print(note, markup=False, soft_wrap=True)
         console.print(_process_table(stack.layout, stack.processes()))
-        console.print(f"configs and logs: {stack.layout.root}   (Ctrl-C stops everything)")
+        if args.detach:
+            stack.detach()
+            detached = True
+            console.print(
+                f"configs and logs: {stack.layout.root}   (stop it with: channels-scale down "
+                f"--run-dir {stack.layout.root})",
+                markup=False,
+                soft_wrap=True,
+            )
+            return 0
+        console.print(
+            f"configs and logs: {stack.layout.root}   (Ctrl-C stops everything)",
+            markup=False,
+            soft_wrap=True,
+        )
         sys.stdout.flush()
         code = stack.wait()
+        if code == 0:
+            console.print(
+                "supervisord was shut down (by channels-scale down or supervisorctl): "
+                "the stack is stopped"
+            )
+            return 0
         console.print(f"supervisord exited with code {code}")
         return 1
     except _Stop:
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if not detached:
+            stopped = stack.stop()
+            if stopped:
+                console.print(f"stopped: {describe(stopped)}", markup=False, soft_wrap=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from channels_scale.stack.control import describe, stop_running
+
+    layout = RunLayout.of(args.run_dir)
+    stopped = stop_running(layout)
+    print(f"stopped the stack in {layout.root}: {describe(stopped)}")
+    return 0
 
 
 def _process_table(layout: RunLayout, processes: list[dict[str, Any]]) -> Table:
@@ -120,12 +175,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     extras.require("server", "channels-scale status")
     from rich.console import Console
 
-    from channels_scale.stack.runner import supervisor_processes
+    from channels_scale.stack.control import supervisor_processes
 
     layout = RunLayout.of(args.run_dir)
     if not layout.state_file.exists():
         raise ConfigError(f"no stack was started in {layout.root}: pass the --run-dir given to up")
-    processes = supervisor_processes(layout.supervisor_socket)
+    processes = supervisor_processes(layout)
     state = json.loads(layout.state_file.read_text())
     console = Console(highlight=False)
     if processes is None:
@@ -136,10 +191,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default in ``--help`` (unless its help already names one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad input gets one line and exit code 2; the usage is printed by ``--help`` only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="channels-scale", description="Django Channels websockets at scale."
-    )
+    parser = _Parser(prog="channels-scale", description="Django Channels websockets at scale.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -147,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="run Redis + N workers + a load balancer under supervisor",
         description="Run a Django ASGI app as Redis + N ASGI workers + nginx/HAProxy under "
-        "supervisor, in the foreground; Ctrl-C or SIGTERM stops everything.",
+        "supervisor: in the foreground (Ctrl-C, SIGTERM or SIGHUP stops everything), or with "
+        "--detach in the background until `channels-scale down`.",
     )
     up.add_argument("--app", help=f"ASGI app, MODULE:ATTR (default: the example, {EXAMPLE_APP})")
     up.add_argument("--settings", help="DJANGO_SETTINGS_MODULE for the workers")
@@ -160,9 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address the LB listens on")
     up.add_argument("--port", type=port_number, default=8000, help="port the LB listens on")
     up.add_argument("--redis", metavar="URL", help="use this Redis (default: a private one)")
-    up.add_argument("--lb", choices=LOAD_BALANCERS, default="nginx")
-    up.add_argument("--server", choices=SERVERS, default="uvicorn")
-    up.add_argument("--layer", choices=LAYERS, default=StackOptions.layer)
+    up.add_argument(
+        "--redis-password", metavar="PASSWORD",
+        help="password of the private Redis (default: one generated per run dir, kept in "
+        "RUN_DIR/redis/password)",
+    )  # fmt: skip
+    up.add_argument("--lb", choices=LOAD_BALANCERS, default="nginx", help="load balancer")
+    up.add_argument("--server", choices=SERVERS, default="uvicorn", help="ASGI server")
+    up.add_argument("--layer", choices=LAYERS, default=StackOptions.layer, help="channel layer")
     up.add_argument("--consumer", choices=CONSUMERS, default="ours",
                     help="consumer family of the example's endpoints")  # fmt: skip
     up.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="configs, sockets, logs")
@@ -174,10 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-collectstatic", action="store_true",
         help="do not run collectstatic before nginx serves STATIC_ROOT",
     )  # fmt: skip
+    up.add_argument(
+        "--detach", action="store_true",
+        help="return once the stack is ready and leave it running (stop: channels-scale down)",
+    )  # fmt: skip
+    up.add_argument(
+        "--insecure-secret-key", action="store_true",
+        help="let an app whose SECRET_KEY is the example's public default run (development only)",
+    )  # fmt: skip
     up.set_defaults(func=cmd_up)
 
+    down = commands.add_parser("down", help="stop the stack running in a run directory")
+    down.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="the run dir of up")
+    down.set_defaults(func=cmd_down)
+
     status = commands.add_parser("status", help="state of each process of a running stack")
-    status.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    status.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="the run dir of up")
     status.set_defaults(func=cmd_status)
 
     for register in _extensions():

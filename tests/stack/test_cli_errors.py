@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 import pytest
 
+from channels_scale import cli
 from channels_scale.net import free_port
-from channels_scale.stack.processes import processes_mentioning
+from channels_scale.stack import control
+from channels_scale.stack.options import RunLayout
 from tests.stackrunner import run_cli
 
 
@@ -17,8 +18,12 @@ def _assert_clean_failure(done: object, run_dir: Path, expected: str) -> None:
     assert done.returncode == 2, done.stdout + done.stderr  # type: ignore[attr-defined]
     stderr = done.stderr.strip()  # type: ignore[attr-defined]
     assert expected in stderr
-    assert len(stderr.splitlines()) == 1 or "usage:" in stderr
-    assert processes_mentioning(str(run_dir.resolve())) == []
+    assert len(stderr.splitlines()) == 1, stderr
+    assert "usage:" not in stderr
+    # Nothing left running: no supervisord answers there and nobody holds the run dir's lock.
+    layout = RunLayout.of(run_dir)
+    assert control.supervisor_processes(layout) is None
+    assert not control.RunLock(layout).held_elsewhere()
 
 
 @pytest.mark.parametrize(
@@ -42,6 +47,7 @@ def test_unknown_app(tmp_path: Path, example_env: dict[str, str]) -> None:
                    "--port", str(free_port()), env=example_env)  # fmt: skip
     _assert_clean_failure(done, run, "cannot load --app nosuchmodule.asgi:application")
     assert "No module named 'nosuchmodule'" in done.stderr
+    assert "--pythonpath" in done.stderr
 
 
 def test_app_without_colon(tmp_path: Path) -> None:
@@ -99,7 +105,30 @@ def test_status_of_a_run_dir_without_stack(tmp_path: Path) -> None:
     assert "no stack was started in" in done.stderr
 
 
-def test_no_command_exits_2() -> None:
+def test_no_command_exits_2_with_one_line() -> None:
     done = run_cli()
     assert done.returncode == 2
-    assert os.path.basename("usage:") in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "channels-scale: error: the following arguments are required: COMMAND "
+        "(see channels-scale --help)"
+    ]
+
+
+def test_help_shows_defaults_and_usage() -> None:
+    done = run_cli("up", "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: channels-scale up")
+    for default in ("(default: 8000)", "(default: nginx)", "(default: 65536)"):
+        assert default in " ".join(done.stdout.split()), default
+
+
+def test_installed_without_the_example_says_what_to_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An installed wheel has no example/ beside the package: what EXAMPLE_DIR points at then.
+    monkeypatch.setattr(cli, "EXAMPLE_DIR", tmp_path / "not-installed")
+    assert cli.main(["up", "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--app MYPROJECT.asgi:application" in err
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from channels_scale.stack.configs import Binaries, render_haproxy, render_nginx, render_supervisord
 from channels_scale.stack.options import RunLayout, StackOptions
-from channels_scale.stack.runner import find_binary
+from channels_scale.stack.preflight import find_binary
 
 
 def _layout(tmp_path: Path) -> RunLayout:
@@ -40,6 +40,8 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path, static: bool) -> None:
     assert "least_conn;" in text
     assert "proxy_set_header Upgrade $http_upgrade;" in text
     assert ("alias " + str(static_root)) in text if static else "alias" not in text
+    for mime in ("image/jpeg jpg jpeg;", "font/woff2 woff2;", "text/plain txt;"):
+        assert mime in text
     layout.nginx_conf.write_text(text)
     nginx = find_binary("nginx")
     assert nginx, "nginx is not installed: run ./scripts/install"
@@ -58,6 +60,7 @@ def test_haproxy_config_passes_haproxy_c(tmp_path: Path) -> None:
     assert "balance leastconn" in text
     assert "timeout tunnel" in text
     assert text.count("check inter") == 2
+    assert "option forwardfor" in text
     layout.haproxy_cfg.write_text(text)
     haproxy = find_binary("haproxy")
     assert haproxy, "haproxy is not installed: run ./scripts/install"

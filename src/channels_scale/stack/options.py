@@ -46,6 +46,9 @@ class StackOptions:
         ws_ping_interval, ws_ping_timeout: server pings that find dead peers (seconds).
         redis_port: the private Redis' port (0: pick a free one).
         collectstatic: with nginx, run Django's ``collectstatic`` into ``STATIC_ROOT`` first.
+        redis_password: the private Redis' password (None: one generated per run directory).
+        insecure_secret_key: let an app whose ``SECRET_KEY`` is the example's public default run
+            (local development only; without it ``up`` refuses).
     """
 
     app: str = EXAMPLE_APP
@@ -66,6 +69,8 @@ class StackOptions:
     redis_port: int = 0
     python: str = sys.executable
     collectstatic: bool = True
+    redis_password: str | None = None
+    insecure_secret_key: bool = False
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -88,6 +93,13 @@ class StackOptions:
             found.append(f"--consumer must be one of {', '.join(CONSUMERS)}, not {self.consumer!r}")
         if self.max_message_bytes < 1:
             found.append("--max-message-bytes must be positive")
+        if self.redis_password is not None and self.redis_url is not None:
+            found.append(
+                "--redis-password is for the private Redis: put the password in the --redis URL "
+                "instead (redis://:PASSWORD@HOST:PORT/0)"
+            )
+        if self.redis_password == "":
+            found.append("--redis-password must not be empty")
         return found
 
 
@@ -140,6 +152,20 @@ class RunLayout:
     @property
     def state_file(self) -> Path:
         return self.root / "stack.json"
+
+    @property
+    def secret_key_file(self) -> Path:
+        """A ``SECRET_KEY`` generated for this run directory (mode 0600)."""
+        return self.root / "secret_key"
+
+    @property
+    def redis_password_file(self) -> Path:
+        """The private Redis' password generated for this run directory (mode 0600)."""
+        return self.redis_dir / "password"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.redis_dir / "redis.conf"
 
     def worker_socket(self, worker: int) -> Path:
         return self.sockets / f"worker-{worker}.sock"

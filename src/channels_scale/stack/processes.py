@@ -1,29 +1,84 @@
-"""Find processes through ``/proc``: a stack's leftovers and a process' children (Linux only)."""
+"""Exact process identities through ``/proc`` (Linux only): never a match on command lines.
+
+A pid alone is not an identity: after a process exits, the kernel may hand its number to another
+one. :class:`ProcessId` pairs the pid with the process' start time (field 22 of
+``/proc/PID/stat``, in clock ticks since boot), so a stop never signals a stranger that reused the
+number. The processes of a stack are found through the session its supervisord leads (started
+with ``start_new_session``; supervisor's programs stay in it), never through their arguments.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def _ppid(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/PID/stat`` (state first), or None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    return stat.rsplit(")", 1)[1].split()
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """One process: its pid and its start time, which together never name another process."""
+
+    pid: int
+    started: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessId | None:
+        """The identity of the live process ``pid`` now, or None when there is none."""
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] == "Z":
+            return None
+        return cls(pid, int(fields[19]))
+
+    def alive(self) -> bool:
+        """True while this very process runs (a zombie or a reused pid counts as gone)."""
+        return ProcessId.of(self.pid) == self
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def session(self) -> list[ProcessId]:
+        """The live processes of the session this process leads (its sid is this pid).
+
+        ``up`` starts supervisord in a session of its own; every program supervisor spawns (and
+        their children) stays in it, even after supervisord itself died and left them behind.
+        The kernel does not reuse the number while a member holds it as its session id; when
+        the number names another process now, the session is not ours any more: empty.
+        """
+        current = ProcessId.of(self.pid)
+        if current is not None and current != self:
+            return []
+        found = []
+        for pid in all_pids():
+            fields = _stat_fields(pid)
+            if fields is not None and fields[0] != "Z" and int(fields[3]) == self.pid:
+                member = ProcessId.of(pid)
+                if member is not None:
+                    found.append(member)
+        return found
+
+
+def group_of(pid: int) -> int | None:
+    """The process group of ``pid`` (None: gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields is not None else None
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
 
 
 def all_pids() -> list[int]:
@@ -34,7 +89,7 @@ def children_of(pid: int) -> list[int]:
     """Every descendant of ``pid`` (children, grandchildren, ...)."""
     parents: dict[int, list[int]] = {}
     for child in all_pids():
-        parent = _ppid(child)
+        parent = parent_of(child)
         if parent is not None:
             parents.setdefault(parent, []).append(child)
     found: list[int] = []
@@ -44,20 +99,3 @@ def children_of(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (a run directory), and their children."""
-    me = os.getpid()
-    direct = [pid for pid in all_pids() if pid != me and text in _cmdline(pid)]
-    found = set(direct)
-    for pid in direct:
-        found.update(children_of(pid))
-    found.discard(me)
-    return sorted(found)
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)

@@ -1,23 +1,19 @@
-"""Bring a stack up under supervisor, check it, and take it down leaving no process behind."""
+"""Bring a stack up under supervisor, check it, and take down exactly its own processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import resource
-import shutil
-import signal
 import subprocess
-import sys
 import time
-import xmlrpc.client
 from dataclasses import asdict
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, port_in_use, timeout_factor
+from channels_scale.stack import control
 from channels_scale.stack.configs import (
     Binaries,
     render_haproxy,
@@ -27,85 +23,51 @@ from channels_scale.stack.configs import (
 )
 from channels_scale.stack.health import haproxy_servers_up, http_status, worker_health
 from channels_scale.stack.options import MAX_SOCKET_PATH, RunLayout, StackOptions
-from channels_scale.stack.processes import children_of, kill_all, processes_mentioning
+from channels_scale.stack.preflight import (
+    AppFacts,
+    check_redis,
+    clean_run_dir,
+    find_binaries,
+    find_binary,
+    keep_secret,
+    masked,
+    open_files_limit,
+    private_redis_url,
+    probe_app,
+    redis_conf,
+    run_dir_secret,
+    write_private,
+)
+from channels_scale.stack.processes import ProcessId, children_of
+
+__all__ = ["Stack", "find_binary"]
 
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
-
-_PROBE = """
-import json, os, sys
-from channels_scale.stack.app import load_application
-load_application(os.environ["CHANNELS_SCALE_APP"])
-static_url = static_root = None
-try:
-    from django.conf import settings
-    if settings.configured:
-        static_url = settings.STATIC_URL
-        static_root = str(settings.STATIC_ROOT) if settings.STATIC_ROOT else None
-except Exception:
-    pass
-if static_root and os.environ.get("CHANNELS_SCALE_COLLECTSTATIC") == "1":
-    from django.core.management import call_command
-    call_command("collectstatic", interactive=False, verbosity=0)
-print(json.dumps({"static_url": static_url, "static_root": static_root}))
-"""
-
-
-def find_binary(name: str) -> str | None:
-    """Where program ``name`` is, or None.
-
-    ``CHANNELS_SCALE_<NAME>`` (e.g. ``CHANNELS_SCALE_NGINX=/opt/nginx/sbin/nginx``) wins when set;
-    then beside this Python (a venv's bin), PATH, and /usr/sbin (nginx, haproxy).
-    """
-    override = os.environ.get("CHANNELS_SCALE_" + name.upper().replace("-", "_"))
-    if override is not None:
-        return override if os.access(override, os.X_OK) else None
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
-
-
-def open_files_limit() -> int:
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 65536
-    return int(soft)
-
-
-def supervisor_proxy(socket_path: Path) -> Any:
-    """An XML-RPC proxy to a supervisord listening on ``socket_path``."""
-    from supervisor.xmlrpc import SupervisorTransport
-
-    transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-
-def supervisor_processes(socket_path: Path) -> list[dict[str, Any]] | None:
-    """supervisord's view of its processes, or None when it does not answer."""
-    try:
-        info = supervisor_proxy(socket_path).supervisor.getAllProcessInfo()
-    except (OSError, xmlrpc.client.Error):
-        return None
-    return list(info)
 
 
 class Stack:
     """Redis + N ASGI workers + a load balancer under supervisor, from :class:`StackOptions`.
 
     Use as a context manager (``with Stack(options) as stack:``) or call :meth:`start` and
-    :meth:`stop`. :meth:`start` returns once every worker answers ``/healthz`` through its socket
-    and the load balancer answers; it raises :class:`ConfigError` for bad input (nothing is left
-    running) and :class:`StackError` when a part does not come up (everything is stopped).
+    :meth:`stop`. :meth:`start` returns once every worker answers ``/healthz`` through its socket,
+    the load balancer answers and supervisor reports every process RUNNING; it raises
+    :class:`ConfigError` for bad input (nothing is started, nothing of another stack touched)
+    and :class:`StackError` when a part does not come up (what it started is stopped).
+    :attr:`notes` says which secrets the stack chose.
     """
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.layout = RunLayout.of(options.run_dir)
         self.redis_url = options.redis_url or ""
+        self.notes: list[str] = []
         self._redis_port: int | None = None
+        self._redis_password: str | None = None
+        self._secrets: dict[str, str] = {}
+        self._lock = control.RunLock(self.layout)
         self._supervisord: subprocess.Popen[bytes] | None = None
-        self._static: tuple[str | None, Path | None] = (None, None)
+        self._supervisord_id: ProcessId | None = None
+        self._app = AppFacts(None, None, False, False, False)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -127,28 +89,37 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
-        binaries = self._preflight()
-        self._write_configs(binaries)
-        self._check_lb_config(binaries)
-        self._launch(binaries)
         try:
+            binaries = self._preflight()
+            self._write_configs(binaries)
+            self._check_lb_config(binaries)
+            self._launch(binaries)
             self._wait_healthy()
         except BaseException:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop supervisord (and so every process); kill anything of this run dir still alive."""
+    def stop(self) -> list[control.Member]:
+        """Stop what this object started (nothing else); the processes that were running."""
+        stopped: list[control.Member] = []
         proc = self._supervisord
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S * timeout_factor())
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            if self._supervisord_id is not None:
+                stopped = control.stop(self.layout, self._supervisord_id)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10 * timeout_factor())  # reap it (SIGKILLed already if stuck)
         self._supervisord = None
-        kill_all(processes_mentioning(str(self.layout.root)))
+        self._lock.release()
+        return stopped
+
+    def detach(self) -> None:
+        """Leave the stack running after this process exits; ``channels-scale down`` stops it.
+
+        supervisord runs in a session of its own (a closed terminal does not reach it) and keeps
+        the run directory's lock.
+        """
+        self._supervisord = None
+        self._lock.release()
 
     def wait(self) -> int:
         """Block until supervisord exits; its exit code."""
@@ -161,12 +132,11 @@ class Stack:
 
     def server_pids(self) -> list[int]:
         """Pids of every server-side process: workers, the private Redis, the LB and its workers."""
-        info = supervisor_processes(self.layout.supervisor_socket) or []
-        pids = [int(p["pid"]) for p in info if p.get("pid")]
+        pids = [int(p["pid"]) for p in self.processes() if p.get("pid")]
         return sorted({*pids, *(c for pid in pids for c in children_of(pid))})
 
     def processes(self) -> list[dict[str, Any]]:
-        return supervisor_processes(self.layout.supervisor_socket) or []
+        return control.supervisor_processes(self.layout) or []
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -175,25 +145,7 @@ class Stack:
         problems = options.problems()
         if problems:
             raise ConfigError(problems[0])
-        supervisord = find_binary("supervisord")
-        if supervisord is None:
-            raise ConfigError("supervisord is not installed: run ./scripts/install")
-        redis_server = find_binary("redis-server") if options.redis_url is None else None
-        if options.redis_url is None and redis_server is None:
-            raise ConfigError(
-                "redis-server is not installed: run ./scripts/install "
-                "(or apt-get install redis-server), or pass --redis URL"
-            )
-        nginx = find_binary("nginx") if options.lb == "nginx" else None
-        haproxy = find_binary("haproxy") if options.lb == "haproxy" else None
-        if options.lb == "nginx" and nginx is None:
-            raise ConfigError(
-                "nginx is not installed: run ./scripts/install (or apt-get install nginx)"
-            )
-        if options.lb == "haproxy" and haproxy is None:
-            raise ConfigError(
-                "haproxy is not installed: run ./scripts/install (or apt-get install haproxy)"
-            )
+        binaries = find_binaries(options)
         self._prepare_run_dir()
         if port_in_use(options.host, options.port):
             raise ConfigError(
@@ -201,87 +153,98 @@ class Stack:
             )
         if options.redis_url is None:
             self._redis_port = options.redis_port or free_port()
-            self.redis_url = f"redis://127.0.0.1:{self._redis_port}/0"
+            self._redis_password = options.redis_password
+            if self._redis_password is None:
+                self._redis_password = run_dir_secret(self.layout.redis_password_file)
+                keep_secret(self.layout.redis_password_file, self._redis_password)
+                self.notes.append(
+                    f"Redis password: generated for this run dir, in "
+                    f"{self.layout.redis_password_file} (mode 0600)"
+                )
+            self.redis_url = private_redis_url(self._redis_port, self._redis_password)
         else:
-            self._check_redis(options.redis_url)
+            check_redis(options.redis_url)
         self._probe_app()
-        return Binaries(supervisord, redis_server, nginx, haproxy)
+        return binaries
 
     def _prepare_run_dir(self) -> None:
         layout = self.layout
         try:
-            for path in (layout.root, layout.sockets, layout.logs, layout.redis_dir,
-                         layout.nginx_dir / "tmp"):  # fmt: skip
-                path.mkdir(parents=True, exist_ok=True)
-            probe = layout.root / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            layout.root.mkdir(parents=True, exist_ok=True)
+            locked = self._lock.acquire()
         except OSError as exc:
             raise ConfigError(
                 f"run directory {layout.root} is not writable ({exc.strerror}): "
                 "choose another with --run-dir"
             ) from None
+        if not locked or control.supervisor_processes(layout) is not None:
+            self._lock.release()
+            raise ConfigError(
+                f"a stack is already running in {layout.root}: stop it with "
+                f"`channels-scale down --run-dir {layout.root}` or choose another --run-dir"
+            )
+        # From here on this process owns the directory: no stack of ours runs there, so the
+        # sockets and logs below are a previous run's.
+        for path in (layout.sockets, layout.logs, layout.redis_dir, layout.nginx_dir / "tmp"):
+            path.mkdir(parents=True, exist_ok=True)
         if layout.longest_socket_path(self.options.workers) > MAX_SOCKET_PATH:
             raise ConfigError(
                 f"run directory {layout.root} is too deep for unix socket paths "
                 f"(max {MAX_SOCKET_PATH} bytes): choose a shorter --run-dir"
             )
-        if supervisor_processes(layout.supervisor_socket) is not None:
-            raise ConfigError(
-                f"a stack is already running in {layout.root}: stop it or choose another --run-dir"
-            )
-
-    @staticmethod
-    def _check_redis(url: str) -> None:
-        import redis
-
-        try:
-            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-            client.ping()
-            client.close()
-        except (redis.RedisError, ValueError, OSError) as exc:
-            raise ConfigError(
-                f"Redis at {url} does not answer ({exc}): start it, fix --redis, "
-                "or leave --redis out to run a private one"
-            ) from None
+        clean_run_dir(layout)
 
     def _probe_app(self) -> None:
-        env = {**os.environ, **worker_environment(self.options, self.redis_url, False)}
-        if self.options.collectstatic and self.options.lb == "nginx":
+        options = self.options
+        env = {**os.environ, **worker_environment(options, self.redis_url, False)}
+        if options.collectstatic and options.lb == "nginx":
             # nginx serves STATIC_ROOT: a stale copy would serve old JS next to new code.
             env["CHANNELS_SCALE_COLLECTSTATIC"] = "1"
-        try:
-            done = subprocess.run(
-                [self.options.python, "-c", _PROBE],
-                env=env,
-                capture_output=True,
-                timeout=60 * timeout_factor(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ConfigError(f"importing --app {self.options.app} took over 60 s") from None
-        if done.returncode != 0:
-            lines = done.stderr.decode(errors="replace").strip().splitlines()
+        generated = None
+        if "SECRET_KEY" not in os.environ:
+            # Offered to the app through the environment; kept only if its settings read it.
+            generated = run_dir_secret(self.layout.secret_key_file)
+            env["SECRET_KEY"] = generated
+        self._app = probe_app(options, env)
+        if self._app.public_secret_key and not options.insecure_secret_key:
             raise ConfigError(
-                f"cannot load --app {self.options.app}: {lines[-1] if lines else 'no output'} "
-                "(check --app, --settings and that its directory is on PYTHONPATH)"
+                "the app's SECRET_KEY is the example's public default: set your own (SECRET_KEY "
+                "in its settings or environment), or pass --insecure-secret-key for local "
+                "development only"
             )
-        found = json.loads(done.stdout.decode().strip().splitlines()[-1])
-        root = Path(found["static_root"]) if found.get("static_root") else None
-        self._static = (found.get("static_url"), root if root and root.is_dir() else None)
+        if self._app.public_secret_key:
+            self.notes.append("SECRET_KEY: the public default (--insecure-secret-key): dev only")
+        elif generated is not None and self._app.secret_key_from_env:
+            self._secrets["SECRET_KEY"] = generated
+            keep_secret(self.layout.secret_key_file, generated)  # sessions survive a restart
+            self.notes.append(
+                f"SECRET_KEY: generated for this run dir, in {self.layout.secret_key_file} "
+                "(mode 0600)"
+            )
+        elif self._app.secret_key_from_env:
+            self.notes.append("SECRET_KEY: from the environment")
+        elif self._app.django:
+            self.notes.append("SECRET_KEY: the app's own (from its settings)")
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
         open_files = open_files_limit()
-        static_url, static_root = self._static
+        static_url, static_root = self._app.static_url, self._app.static_root
         nginx_serves_static = options.lb == "nginx" and static_root is not None
         if static_url and static_url.startswith("http"):
             nginx_serves_static = False
-        layout.supervisord_conf.write_text(
+        if self._redis_password is not None:
+            write_private(layout.redis_conf, redis_conf(self._redis_password))
+        write_private(
+            layout.supervisord_conf,
             render_supervisord(
                 options, layout, binaries, self.redis_url, self._redis_port,
-                serve_static=not nginx_serves_static, open_files=open_files,
-            )
+                # Django's staticfiles handler refuses to start without a STATIC_URL.
+                serve_static=bool(static_url) and not nginx_serves_static,
+                open_files=open_files,
+                secrets=self._secrets,
+                redis_conf=layout.redis_conf if self._redis_password is not None else None,
+            ),
         )  # fmt: skip
         if options.lb == "nginx":
             layout.nginx_conf.write_text(
@@ -294,18 +257,21 @@ class Stack:
             )  # fmt: skip
         else:
             layout.haproxy_cfg.write_text(render_haproxy(options, layout, open_files))
-        layout.state_file.write_text(
-            json.dumps(
-                {
-                    "options": {k: str(v) for k, v in asdict(options).items()},
-                    "workers": options.workers,
-                    "url": self.http_url,
-                    "redis_url": self.redis_url,
-                    "sockets": [str(layout.worker_socket(i)) for i in range(options.workers)],
-                },
-                indent=2,
-            )
-        )
+        self._write_state()
+
+    def _write_state(self) -> None:
+        options, layout = self.options, self.layout
+        hidden = {"redis_password", "redis_url"}
+        state = {
+            "options": {k: str(v) for k, v in asdict(options).items() if k not in hidden},
+            "workers": options.workers,
+            "url": self.http_url,
+            "redis_url": masked(self.redis_url),
+            "sockets": [str(layout.worker_socket(i)) for i in range(options.workers)],
+        }
+        if self._supervisord_id is not None:
+            state["supervisord"] = asdict(self._supervisord_id)
+        layout.state_file.write_text(json.dumps(state, indent=2))
 
     def _check_lb_config(self, binaries: Binaries) -> None:
         layout = self.layout
@@ -325,16 +291,21 @@ class Stack:
 
     def _launch(self, binaries: Binaries) -> None:
         log = (self.layout.logs / "supervisord.out").open("ab")
-        # A session of its own: Ctrl-C reaches `channels-scale up`, which then stops supervisord
-        # in order, instead of every child receiving SIGINT at once.
+        assert self._lock.fd is not None
+        # A session of its own: Ctrl-C or a closed terminal reaches `channels-scale up`, which
+        # then stops supervisord in order, instead of every child getting the signal at once;
+        # and a detached stack outlives the terminal. supervisord inherits the run dir's lock.
         self._supervisord = subprocess.Popen(
             [binaries.supervisord, "-c", str(self.layout.supervisord_conf)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=(self._lock.fd,),
         )
         log.close()
+        self._supervisord_id = ProcessId.of(self._supervisord.pid)
+        self._write_state()
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S * timeout_factor()
@@ -347,6 +318,7 @@ class Stack:
                 workers_up
                 and http_status(self.options.host, self.options.port, timeout=1) == 200
                 and self._lb_sees_every_worker()
+                and self._supervisor_reports_running()
             ):
                 return
             if time.monotonic() > deadline:
@@ -359,6 +331,11 @@ class Stack:
                 )
                 raise StackError(f"stack did not come up within {START_TIMEOUT_S:.0f} s: {detail}")
             time.sleep(0.1)
+
+    def _supervisor_reports_running(self) -> bool:
+        """Every program past its ``startsecs`` (so ``status`` and the table say RUNNING)."""
+        info = self.processes()
+        return bool(info) and all(p.get("statename") == "RUNNING" for p in info)
 
     def _lb_sees_every_worker(self) -> bool:
         """HAProxy marks a server down until a health check passes: wait for all to be up.
