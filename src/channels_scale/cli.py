@@ -68,11 +68,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         max_message_bytes=args.max_message_bytes,
         collectstatic=not args.no_collectstatic,
+        keep_channel_layers=args.keep_channel_layers,
+        ready_path=args.ready_path,
+        ready_ws_path=args.ready_ws_path,
     )
     stack = Stack(options)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stack.start()
+        console.print(stack.layer_summary, markup=False, soft_wrap=True)
         console.print(f"channels-scale is up: {stack.http_url}/", markup=False)
         console.print(_process_table(stack.layout, stack.processes()))
         console.print(f"configs and logs: {stack.layout.root}   (Ctrl-C stops everything)")
@@ -162,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-collectstatic", action="store_true",
         help="do not run collectstatic before nginx serves STATIC_ROOT",
     )  # fmt: skip
+    up.add_argument(
+        "--keep-channel-layers", action="store_true",
+        help="keep the project's CHANNEL_LAYERS (default: the workers' layer uses the stack's "
+        "Redis through a generated settings module); up checks that it answers",
+    )  # fmt: skip
+    up.add_argument(
+        "--ready-path", default="/", metavar="PATH",
+        help="up is ready once GET PATH through the LB answers below 500, not 400",
+    )  # fmt: skip
+    up.add_argument("--ready-ws-path", metavar="PATH",
+                    help="also require a websocket handshake on PATH to complete")  # fmt: skip
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="state of each process of a running stack")
@@ -176,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own packages (``bench``)."""
     found = []
-    for name in ("channels_scale.bench.command",):
+    for name in ("channels_scale.bench.command", "channels_scale.stack.restart"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -46,6 +46,10 @@ class StackOptions:
         ws_ping_interval, ws_ping_timeout: server pings that find dead peers (seconds).
         redis_port: the private Redis' port (0: pick a free one).
         collectstatic: with nginx, run Django's ``collectstatic`` into ``STATIC_ROOT`` first.
+        keep_channel_layers: keep the project's ``CHANNEL_LAYERS`` (default: the workers' layer
+            runs on the stack's Redis, see :mod:`channels_scale.stack.overlay`).
+        ready_path: ``up`` is ready once ``GET ready_path`` through the LB answers below 500.
+        ready_ws_path: also a websocket handshake on this path must complete (None: no check).
     """
 
     app: str = EXAMPLE_APP
@@ -66,6 +70,10 @@ class StackOptions:
     redis_port: int = 0
     python: str = sys.executable
     collectstatic: bool = True
+    # The app's own checks (stack/overlay.py, stack/readiness.py).
+    keep_channel_layers: bool = False
+    ready_path: str = "/"
+    ready_ws_path: str | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -86,6 +94,10 @@ class StackOptions:
             found.append(f"--layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
         if self.consumer not in CONSUMERS:
             found.append(f"--consumer must be one of {', '.join(CONSUMERS)}, not {self.consumer!r}")
+        if not self.ready_path.startswith("/"):
+            found.append(f"--ready-path must start with '/', not {self.ready_path!r}")
+        if self.ready_ws_path is not None and not self.ready_ws_path.startswith("/"):
+            found.append(f"--ready-ws-path must start with '/', not {self.ready_ws_path!r}")
         if self.max_message_bytes < 1:
             found.append("--max-message-bytes must be positive")
         return found

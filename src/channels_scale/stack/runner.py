@@ -18,6 +18,7 @@ from typing import Any
 
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, port_in_use, timeout_factor
+from channels_scale.stack import overlay, readiness, restart
 from channels_scale.stack.configs import (
     Binaries,
     render_haproxy,
@@ -47,7 +48,8 @@ except Exception:
 if static_root and os.environ.get("CHANNELS_SCALE_COLLECTSTATIC") == "1":
     from django.core.management import call_command
     call_command("collectstatic", interactive=False, verbosity=0)
-print(json.dumps({"static_url": static_url, "static_root": static_root}))
+from channels_scale.stack.overlay import probe_facts
+print(json.dumps({"static_url": static_url, "static_root": static_root, **probe_facts()}))
 """
 
 
@@ -106,6 +108,8 @@ class Stack:
         self._redis_port: int | None = None
         self._supervisord: subprocess.Popen[bytes] | None = None
         self._static: tuple[str | None, Path | None] = (None, None)
+        #: which channel layer and Redis the workers use (stack/overlay.py), printed by `up`
+        self.layer_summary = ""
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -133,6 +137,7 @@ class Stack:
         self._launch(binaries)
         try:
             self._wait_healthy()
+            self.layer_summary = readiness.check(self)
         except BaseException:
             self.stop()
             raise
@@ -269,6 +274,10 @@ class Stack:
         found = json.loads(done.stdout.decode().strip().splitlines()[-1])
         root = Path(found["static_root"]) if found.get("static_root") else None
         self._static = (found.get("static_url"), root if root and root.is_dir() else None)
+        restart.write_control_token(self.layout)
+        self.options, self.layer_summary = overlay.apply(
+            self.options, self.layout, found, self.redis_url
+        )
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout

@@ -1,0 +1,77 @@
+"""The Channels tutorial's chat project, not our example, under ``channels-scale up --workers 2``.
+
+Its settings point ``CHANNEL_LAYERS`` at ``channels_redis`` on 127.0.0.1:6379 and are not edited:
+``up`` runs the workers' layer on the stack's own Redis (stack/overlay.py), and a message sent by
+a client on one worker reaches a client on the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from channels_scale.net import free_port, timeout_factor, wait_until
+from tests.stack.stackclients import TUTORIAL, open_websockets, project_env
+from tests.stackrunner import RunningStack
+
+pytestmark = pytest.mark.e2e
+WAIT = 10 * timeout_factor()
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+async def test_tutorial_chat_delivers_across_two_workers(tmp_path: Path) -> None:
+    before = _tree_digest(TUTORIAL)
+    stack = RunningStack(
+        ["--app", "mysite.asgi:application", "--pythonpath", str(TUTORIAL), "--workers", "2"],
+        project_env(), tmp_path / "run", free_port(),
+    )  # fmt: skip
+    try:
+        stack.wait_up()
+        output = "".join(stack.output)
+        state = json.loads((tmp_path / "run" / "stack.json").read_text())
+        assert ":6379/" not in state["redis_url"], "the premise: the stack's Redis is its own"
+        assert f"channels_scale on the stack's Redis {state['redis_url']}" in output, output
+        assert "mysite.settings: channels_redis.core.RedisChannelLayer on 127.0.0.1:6379" in output
+
+        # Connect one client at a time and see which worker took it (least connections).
+        url = f"{stack.ws_url}/ws/chat/lobby/"
+        origin = f"http://127.0.0.1:{stack.port}"  # AllowedHostsOriginValidator wants one
+        on_worker: dict[int, ClientConnection] = {}
+        for _ in range(6):
+            counts = open_websockets(stack.run_dir, 2)
+            client = await connect(url, origin=origin, open_timeout=WAIT)  # type: ignore[arg-type]
+            assert wait_until(lambda: open_websockets(stack.run_dir, 2) != counts, 10)
+            now = open_websockets(stack.run_dir, 2)
+            worker = next(w for w in (0, 1) if now[w] > counts[w])
+            if worker in on_worker:
+                await client.close()
+            else:
+                on_worker[worker] = client
+            if len(on_worker) == 2:
+                break
+        assert set(on_worker) == {0, 1}, "clients did not land on both workers"
+
+        await on_worker[0].send(json.dumps({"message": "from worker 0"}))
+        got = await asyncio.wait_for(on_worker[1].recv(), WAIT)
+        assert json.loads(got) == {"message": "from worker 0"}
+        await on_worker[1].send(json.dumps({"message": "from worker 1"}))
+        while json.loads(await asyncio.wait_for(on_worker[0].recv(), WAIT)) != {
+            "message": "from worker 1"
+        }:
+            pass
+        for client in on_worker.values():
+            await client.close()
+    finally:
+        assert stack.stop() == 0
+    assert _tree_digest(TUTORIAL) == before, "the project's files were edited"
