@@ -126,6 +126,9 @@ class WorkerMiddleware:
         started = time.monotonic()
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
+                # A process-specific channel may be served without Redis (our layer delivers to
+                # its own process locally): ping every Redis of the layer too.
+                await ping_redis_hosts(config)
                 if self._ready_channel is None:
                     self._ready_channel = await layer.new_channel("readyz.")
                 await layer.send(self._ready_channel, {"type": "readyz.ping", "nonce": nonce})
@@ -133,7 +136,7 @@ class WorkerMiddleware:
                 while (await layer.receive(self._ready_channel)).get("nonce") != nonce:
                     pass
         except TimeoutError:
-            return f"channel layer did not answer a send + receive within {READY_TIMEOUT_S:.0f} s"
+            return f"channel layer did not answer within {READY_TIMEOUT_S:.0f} s"
         except Exception as exc:
             return f"channel layer failed: {type(exc).__name__}: {exc}"
         answer["round_trip_ms"] = round((time.monotonic() - started) * 1000, 2)
@@ -161,6 +164,35 @@ class WorkerMiddleware:
         await _json_response(
             send, 200, {"draining": True, "closed": closed, "websockets": self.open_websockets}
         )
+
+
+async def ping_redis_hosts(config: dict[str, Any]) -> None:
+    """PING every Redis named in a ``CHANNEL_LAYERS`` entry's ``hosts`` (URLs, ``(host, port)``
+    pairs, or dicts with ``address`` or ``host``/``port``, as channels_redis accepts); raises
+    when one does not answer. Sentinel configurations are not pinged."""
+    import redis.asyncio as redis
+
+    hosts = (config.get("CONFIG") or {}).get("hosts") or ["redis://localhost:6379"]
+    for host in hosts:
+        if isinstance(host, dict):
+            address = host.get("address")
+            if address is None and "host" in host:
+                address = (host["host"], host.get("port", 6379))
+            host = address
+        if isinstance(host, str):
+            client = redis.Redis.from_url(host)
+        elif isinstance(host, (list, tuple)) and len(host) == 2:
+            client = redis.Redis(host=str(host[0]), port=int(host[1]))
+        else:
+            continue
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise ConnectionError(
+                f"Redis at {describe_hosts({'CONFIG': {'hosts': [host]}})} does not answer ({exc})"
+            ) from None
+        finally:
+            await client.aclose()
 
 
 def _control_token() -> str | None:

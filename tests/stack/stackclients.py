@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from channels_scale.stack.health import worker_health
@@ -26,3 +27,13 @@ def open_websockets(run_dir: Path, workers: int) -> list[int]:
         health = worker_health(run_dir.resolve() / "sockets" / f"worker-{worker}.sock")
         counts.append(int(health["websockets"]) if health else -1)
     return counts
+
+
+def something_listens(unix_socket: Path) -> bool:
+    """Whether a process accepts connections on ``unix_socket`` (e.g. supervisord's)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(unix_socket))
+        except OSError:
+            return False
+    return True

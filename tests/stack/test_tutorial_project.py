@@ -51,7 +51,7 @@ async def test_tutorial_chat_delivers_across_two_workers(tmp_path: Path) -> None
         for _ in range(6):
             counts = open_websockets(stack.run_dir, 2)
             client = await connect(url, origin=origin, open_timeout=WAIT)  # type: ignore[arg-type]
-            assert wait_until(lambda: open_websockets(stack.run_dir, 2) != counts, 10)
+            assert wait_until(lambda c=counts: open_websockets(stack.run_dir, 2) != c, 10)  # type: ignore[misc]
             now = open_websockets(stack.run_dir, 2)
             worker = next(w for w in (0, 1) if now[w] > counts[w])
             if worker in on_worker:

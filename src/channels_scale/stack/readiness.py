@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -43,7 +44,9 @@ HINTS = (
     ("ALLOWED_HOSTS", "add the host to ALLOWED_HOSTS in the project's settings"),
     ("DisallowedHost", "add the host to ALLOWED_HOSTS in the project's settings"),
     ("SECRET_KEY", "set SECRET_KEY in the project's settings"),
+    ("No route found", "no websocket route matches this path (see the app's URLRouter)"),
 )
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Configured): .+$")
 
 _DIAGNOSE = """
 import json, logging, os, sys
@@ -214,13 +217,15 @@ def _check_websocket(stack: Stack, path: str) -> None:
             return
     except InvalidStatus as exc:
         status = exc.response.status_code
-        advice = {
+        error = _last_worker_error(stack) if status >= 500 else ""
+        advice = hint(error) or {
             403: f"an origin check refused Origin {origin}: add {options.host} to ALLOWED_HOSTS",
             404: "no websocket route matches this path",
         }.get(status, f"see {stack.layout.logs}/worker-*.log")
         raise ConfigError(
             f"the app does not serve websockets: the handshake on {path} answered HTTP {status}"
-            f" — {advice} (--ready-ws-path chooses the path)"
+            + (f": {error}" if error else "")
+            + f" — {advice} (--ready-ws-path chooses the path)"
         ) from None
     except (OSError, TimeoutError) as exc:
         raise ConfigError(
@@ -241,6 +246,20 @@ def _diagnose(stack: Stack, host: str, path: str) -> list[str]:
     except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError):
         return []
     return [str(item) for item in found]
+
+
+def _last_worker_error(stack: Stack) -> str:
+    """The last exception line the workers logged (a traceback's last line), or ``""``."""
+    found = ""
+    for worker in range(stack.options.workers):
+        try:
+            lines = (stack.layout.logs / f"worker-{worker}.log").read_text(errors="replace")
+        except OSError:
+            continue
+        for line in lines.splitlines():
+            if _EXCEPTION_LINE.match(line.strip()):
+                found = line.strip()
+    return found[:300]
 
 
 def _first_text(body: bytes) -> str:
