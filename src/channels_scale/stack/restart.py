@@ -34,7 +34,7 @@ from typing import Any
 
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import timeout_factor
-from channels_scale.stack.health import worker_health
+from channels_scale.stack.health import haproxy_servers_up, worker_health
 from channels_scale.stack.options import RunLayout
 from channels_scale.stack.processes import children_of
 from channels_scale.stack.readiness import worker_request
@@ -104,12 +104,24 @@ class _LoadBalancer:
             answer = self._haproxy(f"set server workers/worker-{worker} state {state}")
             if answer.strip():
                 raise StackError(f"HAProxy refused to {state} worker-{worker}: {answer.strip()}")
+            if enabled:
+                self._wait_haproxy_up(worker)
             return
         conf = self.layout.nginx_conf
         conf.write_text(
             nginx_with_server_down(conf.read_text(), self.layout.worker_socket(worker), not enabled)
         )
         self._nginx_reload()
+
+    def _wait_haproxy_up(self, worker: int) -> None:
+        """HAProxy's health checks marked the stopped worker down: wait until a check passes,
+        or the next worker's clients would have one server fewer to go to."""
+        deadline = time.monotonic() + 10 * timeout_factor()
+        while time.monotonic() < deadline:
+            if haproxy_servers_up(self.layout.haproxy_socket).get(f"worker-{worker}"):
+                return
+            time.sleep(0.05)
+        raise StackError(f"HAProxy did not see worker-{worker} up again within 10 s")
 
     def _haproxy(self, command: str) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -138,14 +150,14 @@ class _LoadBalancer:
         master = self.supervisor.pid("lb")
         before = set(children_of(master))
         self.supervisor.rpc.signalProcess("lb", "HUP")
-        # nginx applies a reload by starting new worker processes: the config is live once one
-        # that was not there before runs (old ones finish their open tunnels, then exit).
+        # nginx applies a reload by starting new worker processes and telling the old ones to
+        # stop accepting (they then show "is shutting down" and finish their open tunnels): the
+        # config is live once a new worker runs and no old one still accepts.
         deadline = time.monotonic() + 10 * timeout_factor()
         while time.monotonic() < deadline:
-            if any(
-                _cmdline(pid).startswith("nginx: worker process") and pid not in before
-                for pid in children_of(master)
-            ):
+            children = {pid: _cmdline(pid) for pid in children_of(master)}
+            accepting = {pid for pid, cmd in children.items() if cmd == "nginx: worker process"}
+            if accepting and not accepting & before:
                 return
             time.sleep(0.05)
         raise StackError("nginx did not reload within 10 s")
