@@ -11,13 +11,15 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from channels_scale.net import free_port, timeout_factor, wait_until
+from channels_scale.stack.health import worker_health
 from tests.stack.stackclients import TUTORIAL, open_websockets, project_env
-from tests.stackrunner import RunningStack
+from tests.stackrunner import RunningStack, run_cli
 
 pytestmark = pytest.mark.e2e
 WAIT = 10 * timeout_factor()
@@ -28,6 +30,44 @@ def _tree_digest(root: Path) -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _health(stack: RunningStack, worker: int) -> dict[str, Any]:
+    health = worker_health(stack.run_dir.resolve() / "sockets" / f"worker-{worker}.sock")
+    assert health is not None
+    return health
+
+
+async def _deliver_across_workers(stack: RunningStack, url: str) -> None:
+    """A client on worker 0 and one on worker 1; each one's message reaches the other."""
+    origin = f"http://127.0.0.1:{stack.port}"  # AllowedHostsOriginValidator wants one
+    on_worker: dict[int, ClientConnection] = {}
+    extra: list[ClientConnection] = []
+    # Connect one client at a time and see which worker took it (least connections).
+    for _ in range(6):
+        counts = open_websockets(stack.run_dir, 2)
+        client = await connect(url, origin=origin, open_timeout=WAIT)  # type: ignore[arg-type]
+        assert wait_until(lambda c=counts: open_websockets(stack.run_dir, 2) != c, 10)  # type: ignore[misc]
+        now = open_websockets(stack.run_dir, 2)
+        worker = next(w for w in (0, 1) if now[w] > counts[w])
+        if worker in on_worker:
+            extra.append(client)  # kept open so the next one goes to the other worker
+        else:
+            on_worker[worker] = client
+        if len(on_worker) == 2:
+            break
+    assert set(on_worker) == {0, 1}, "clients did not land on both workers"
+
+    await on_worker[0].send(json.dumps({"message": "from worker 0"}))
+    got = await asyncio.wait_for(on_worker[1].recv(), WAIT)
+    assert json.loads(got) == {"message": "from worker 0"}
+    await on_worker[1].send(json.dumps({"message": "from worker 1"}))
+    while json.loads(await asyncio.wait_for(on_worker[0].recv(), WAIT)) != {
+        "message": "from worker 1"
+    }:
+        pass
+    for client in [*on_worker.values(), *extra]:
+        await client.close()
 
 
 async def test_tutorial_chat_delivers_across_two_workers(tmp_path: Path) -> None:
@@ -44,34 +84,16 @@ async def test_tutorial_chat_delivers_across_two_workers(tmp_path: Path) -> None
         assert f"channels_scale on the stack's Redis {state['redis_url']}" in output, output
         assert "mysite.settings: channels_redis.core.RedisChannelLayer on 127.0.0.1:6379" in output
 
-        # Connect one client at a time and see which worker took it (least connections).
         url = f"{stack.ws_url}/ws/chat/lobby/"
-        origin = f"http://127.0.0.1:{stack.port}"  # AllowedHostsOriginValidator wants one
-        on_worker: dict[int, ClientConnection] = {}
-        for _ in range(6):
-            counts = open_websockets(stack.run_dir, 2)
-            client = await connect(url, origin=origin, open_timeout=WAIT)  # type: ignore[arg-type]
-            assert wait_until(lambda c=counts: open_websockets(stack.run_dir, 2) != c, 10)  # type: ignore[misc]
-            now = open_websockets(stack.run_dir, 2)
-            worker = next(w for w in (0, 1) if now[w] > counts[w])
-            if worker in on_worker:
-                await client.close()
-            else:
-                on_worker[worker] = client
-            if len(on_worker) == 2:
-                break
-        assert set(on_worker) == {0, 1}, "clients did not land on both workers"
+        await _deliver_across_workers(stack, url)
 
-        await on_worker[0].send(json.dumps({"message": "from worker 0"}))
-        got = await asyncio.wait_for(on_worker[1].recv(), WAIT)
-        assert json.loads(got) == {"message": "from worker 0"}
-        await on_worker[1].send(json.dumps({"message": "from worker 1"}))
-        while json.loads(await asyncio.wait_for(on_worker[0].recv(), WAIT)) != {
-            "message": "from worker 1"
-        }:
-            pass
-        for client in on_worker.values():
-            await client.close()
+        # `restart` (all at once) gives new workers; the project still delivers across them.
+        pids = [h["pid"] for h in (_health(stack, 0), _health(stack, 1))]
+        done = run_cli("restart", "--run-dir", str(stack.run_dir))
+        assert done.returncode == 0, done.stderr
+        assert "restarted 2 workers at once" in done.stdout
+        assert all(_health(stack, w)["pid"] != pids[w] for w in (0, 1))
+        await _deliver_across_workers(stack, url)
     finally:
         assert stack.stop() == 0
     assert _tree_digest(TUTORIAL) == before, "the project's files were edited"
