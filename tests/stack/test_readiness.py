@@ -85,3 +85,15 @@ def test_kept_channel_layer_elsewhere_is_reported_and_checked(
         assert "it answers a send + receive in every worker" in output, output
     finally:
         assert stack.stop() == 0
+
+
+def test_app_that_forces_its_settings_is_not_up_on_another_redis(
+    tmp_path: Path, redis_server: Any
+) -> None:
+    # The project's layer answers (a real Redis), but it is not the stack's: never "up" silently.
+    env = project_env(CHECKS_REDIS_URL=redis_server.url)
+    line = _up_fails(
+        tmp_path, env, "--app", "checks.asgi_forced:application", "--ready-path", "/ok/"
+    )
+    assert f"on {redis_server.url}, not the stack's Redis" in line, line
+    assert "sets DJANGO_SETTINGS_MODULE itself" in line, line

@@ -88,10 +88,14 @@ async def test_tutorial_chat_delivers_across_two_workers(tmp_path: Path) -> None
         await _deliver_across_workers(stack, url)
 
         # `restart` (all at once) gives new workers; the project still delivers across them.
+        # A client left open is closed by uvicorn's own shutdown (SIGTERM): with 1012.
+        held = await connect(url, origin=f"http://127.0.0.1:{stack.port}", open_timeout=WAIT)  # type: ignore[arg-type]
         pids = [h["pid"] for h in (_health(stack, 0), _health(stack, 1))]
         done = run_cli("restart", "--run-dir", str(stack.run_dir))
         assert done.returncode == 0, done.stderr
         assert "restarted 2 workers at once" in done.stdout
+        await asyncio.wait_for(held.wait_closed(), WAIT)
+        assert held.close_code == 1012
         assert all(_health(stack, w)["pid"] != pids[w] for w in (0, 1))
         await _deliver_across_workers(stack, url)
     finally:
