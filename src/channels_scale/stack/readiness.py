@@ -35,7 +35,8 @@ from channels_scale.stack.configs import worker_environment
 if TYPE_CHECKING:
     from channels_scale.stack.runner import Stack
 
-READY_TIMEOUT_S = 30.0
+#: how long `up` waits for every worker's /readyz (a fresh Redis may take a moment to answer)
+READY_TIMEOUT_S = 10.0
 
 #: Django's messages and what to do about them.
 HINTS = (

@@ -254,6 +254,8 @@ def restart(
         started = time.monotonic()
         old = [supervisor.pid(f"worker:worker-{w}") for w in range(workers)]
         supervisor.rpc.stopProcessGroup("worker", True)
+        for worker in range(workers):
+            layout.worker_socket(worker).unlink(missing_ok=True)
         supervisor.rpc.startProcessGroup("worker", True)
         done = [
             WorkerRestart(w, time.monotonic() - started, old[w], _wait_ready(layout, w, old[w]), 0)
