@@ -2,7 +2,9 @@
 
 :class:`WorkerMiddleware` answers ``GET /healthz`` itself (the user's app is not called), naming the
 worker and counting its open websockets; nginx, HAProxy, ``channels-scale up`` and
-``channels-scale status`` use it.
+``channels-scale status`` use it. It also answers ``GET /readyz`` (the worker's channel layer
+answers a send + receive round trip and the worker is not draining) and, for
+``channels-scale restart``, ``POST /drainz`` with the run directory's control token.
 
 :class:`OriginCheck` refuses websocket handshakes from a foreign browser origin and lets clients
 that send no ``Origin`` header (bench clients, mobile apps, servers) through.
@@ -10,13 +12,18 @@ that send no ``Origin`` header (bench clients, mobile apps, servers) through.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import os
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from channels_scale.settings import WORKER_ID_ENV
+from channels_scale.settings import WORKER_ID_ENV, describe_hosts
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +32,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+DRAIN_PATH = "/drainz"
+#: a file holding the token ``POST /drainz`` must carry (``X-Channels-Scale-Token``)
+CONTROL_TOKEN_FILE_ENV = "CHANNELS_SCALE_CONTROL_TOKEN_FILE"
+#: the close code of a websocket shed by ``/drainz`` (uvicorn's shutdown uses it too)
+SERVICE_RESTART = 1012
+#: how long ``/readyz`` waits for the layer's round trip (seconds)
+READY_TIMEOUT_S = 2.0
 
 
 class WorkerMiddleware:
@@ -40,37 +55,170 @@ class WorkerMiddleware:
         self.app = app
         self.worker_id = worker_id if worker_id is not None else os.environ.get(WORKER_ID_ENV, "0")
         self.open_websockets = 0
+        self.draining = False
+        # The server's `send` of each open websocket, to close it with 1012 when draining.
+        self._websockets: dict[int, Send] = {}
+        self._ready_channel: str | None = None
+        self._ready_lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and scope["path"] == HEALTH_PATH:
-            await self._health(send)
+        if kind == "http" and scope["path"] in (HEALTH_PATH, READY_PATH, DRAIN_PATH):
+            if scope["path"] == HEALTH_PATH:
+                await self._health(send)
+            elif scope["path"] == READY_PATH:
+                await self._ready(send)
+            else:
+                await self._drain(scope, send)
             return
         if kind != "websocket":
             await self.app(scope, receive, send)
             return
         self.open_websockets += 1
+        key = id(send)
+        self._websockets[key] = send
         try:
             await self.app(scope, receive, send)
         finally:
             self.open_websockets -= 1
+            self._websockets.pop(key, None)
 
     async def _health(self, send: Send) -> None:
-        body = json.dumps(
-            {"worker": self.worker_id, "pid": os.getpid(), "websockets": self.open_websockets}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
+        await _json_response(
+            send,
+            200,
+            {"worker": self.worker_id, "pid": os.getpid(), "websockets": self.open_websockets},
         )
-        await send({"type": "http.response.body", "body": body})
+
+    async def _ready(self, send: Send) -> None:
+        """200 when the channel layer answers a round trip and the worker is not draining."""
+        answer: dict[str, Any] = {"worker": self.worker_id, "pid": os.getpid()}
+        reason = "draining" if self.draining else None
+        if reason is None:
+            async with self._ready_lock:
+                reason = await self._layer_problem(answer)
+        answer["ready"] = reason is None
+        if reason is not None:
+            answer["reason"] = reason
+        await _json_response(send, 200 if reason is None else 503, answer)
+
+    async def _layer_problem(self, answer: dict[str, Any]) -> str | None:
+        """Why the worker's default channel layer does not answer (None: it does, or none)."""
+        try:
+            from channels.layers import get_channel_layer
+            from django.conf import settings
+
+            if not settings.configured:
+                answer["layer"] = None
+                return None
+            layer = get_channel_layer()
+            config = dict(getattr(settings, "CHANNEL_LAYERS", {}).get("default") or {})
+        except ImportError:
+            answer["layer"] = None
+            return None
+        except Exception as exc:
+            return f"channel layer cannot be built: {type(exc).__name__}: {exc}"
+        if layer is None:
+            answer["layer"] = None
+            return None
+        answer["layer"] = {"backend": config.get("BACKEND"), "hosts": describe_hosts(config)}
+        nonce = uuid.uuid4().hex
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                # A process-specific channel may be served without Redis (our layer delivers to
+                # its own process locally): ping every Redis of the layer too.
+                await ping_redis_hosts(config)
+                if self._ready_channel is None:
+                    self._ready_channel = await layer.new_channel("readyz.")
+                await layer.send(self._ready_channel, {"type": "readyz.ping", "nonce": nonce})
+                # An answer of an earlier check that timed out may still be queued: skip it.
+                while (await layer.receive(self._ready_channel)).get("nonce") != nonce:
+                    pass
+        except TimeoutError:
+            return f"channel layer did not answer within {READY_TIMEOUT_S:.0f} s"
+        except Exception as exc:
+            return f"channel layer failed: {type(exc).__name__}: {exc}"
+        answer["round_trip_ms"] = round((time.monotonic() - started) * 1000, 2)
+        return None
+
+    async def _drain(self, scope: Scope, send: Send) -> None:
+        """``POST /drainz?close=K``: mark the worker draining, close up to K websockets (1012)."""
+        token = _control_token()
+        given = _header(scope, b"x-channels-scale-token") or ""
+        if scope["method"] != "POST" or token is None or not hmac.compare_digest(given, token):
+            await _json_response(send, 403, {"error": "POST with the run directory's token"})
+            return
+        self.draining = True
+        query = dict(
+            part.partition("=")[::2] for part in scope["query_string"].decode().split("&") if part
+        )
+        count = int(query["close"]) if query.get("close", "").isdigit() else 0
+        closed = 0
+        for ws_send in list(self._websockets.values())[:count]:
+            try:
+                await ws_send({"type": "websocket.close", "code": SERVICE_RESTART})
+                closed += 1
+            except Exception:
+                continue
+        await _json_response(
+            send, 200, {"draining": True, "closed": closed, "websockets": self.open_websockets}
+        )
+
+
+async def ping_redis_hosts(config: dict[str, Any]) -> None:
+    """PING every Redis named in a ``CHANNEL_LAYERS`` entry's ``hosts`` (URLs, ``(host, port)``
+    pairs, or dicts with ``address`` or ``host``/``port``, as channels_redis accepts); raises
+    when one does not answer. Sentinel configurations are not pinged."""
+    import redis.asyncio as redis
+
+    hosts = (config.get("CONFIG") or {}).get("hosts") or ["redis://localhost:6379"]
+    for host in hosts:
+        if isinstance(host, dict):
+            address = host.get("address")
+            if address is None and "host" in host:
+                address = (host["host"], host.get("port", 6379))
+            host = address
+        if isinstance(host, str):
+            client = redis.Redis.from_url(host)
+        elif isinstance(host, (list, tuple)) and len(host) == 2:
+            client = redis.Redis(host=str(host[0]), port=int(host[1]))
+        else:
+            continue
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise ConnectionError(
+                f"Redis at {describe_hosts({'CONFIG': {'hosts': [host]}})} does not answer ({exc})"
+            ) from None
+        finally:
+            await client.aclose()
+
+
+def _control_token() -> str | None:
+    path = os.environ.get(CONTROL_TOKEN_FILE_ENV)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+async def _json_response(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -81,6 +81,9 @@ def _options(args: argparse.Namespace) -> StackOptions:
         collectstatic=not args.no_collectstatic,
         redis_password=args.redis_password,
         insecure_secret_key=args.insecure_secret_key,
+        keep_channel_layers=args.keep_channel_layers,
+        ready_path=args.ready_path,
+        ready_ws_path=args.ready_ws_path,
     )
 
 
@@ -101,6 +104,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     detached = False
     try:
         stack.start()
+        console.print(stack.layer_summary, markup=False, soft_wrap=True)
         console.print(f"channels-scale is up: {stack.http_url}/", markup=False)
         for note in stack.notes:
             console.print(note, markup=False, soft_wrap=True)
@@ -268,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure-secret-key", action="store_true",
         help="let an app whose SECRET_KEY is the example's public default run (development only)",
     )  # fmt: skip
+    up.add_argument(
+        "--keep-channel-layers", action="store_true",
+        help="keep the project's CHANNEL_LAYERS (default: the workers' layer uses the stack's "
+        "Redis through a generated settings module); up checks that it answers",
+    )  # fmt: skip
+    up.add_argument(
+        "--ready-path", default="/", metavar="PATH",
+        help="up is ready once GET PATH through the LB answers below 500, not 400",
+    )  # fmt: skip
+    up.add_argument("--ready-ws-path", metavar="PATH",
+                    help="also require a websocket handshake on PATH to complete")  # fmt: skip
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the stack running in a run directory")
@@ -287,11 +302,13 @@ def _extensions() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own packages (``bench``), or a placeholder naming the extra
     to install when theirs is missing."""
     found = []
-    for name, extra in (("channels_scale.bench.command", "bench"),):
+    commands_ = (
+        ("channels_scale.bench.command", "bench", "bench", "load-test a websocket endpoint"),
+        ("channels_scale.stack.restart", "restart", "server", "restart the workers of a stack"),
+    )
+    for name, command, extra, help_text in commands_:
         if extras.missing_modules(extra):
-            found.append(
-                extras.placeholder(name.split(".")[1], extra, help="load-test a websocket endpoint")
-            )
+            found.append(extras.placeholder(command, extra, help=help_text))
             continue
         found.append(importlib.import_module(name).register)
     return found

@@ -13,6 +13,7 @@ A Django project calls :func:`channel_layers_from_env` in its settings to follow
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 LAYER_ENV = "CHANNELS_SCALE_LAYER"
@@ -23,6 +24,7 @@ LAYERS = ("channels_scale", "channels_redis", "channels_redis_pubsub")
 # Ours (channels_scale.layer.RedisChannelLayer, docs/layer.md); `--layer channels_redis` keeps the
 # recipe's layer for comparison.
 DEFAULT_LAYER = "channels_scale"
+OUR_BACKEND = "channels_scale.layer.RedisChannelLayer"
 
 # redis-py 8 gives every connection a 5 s socket_timeout, so an idle channels_redis `receive()`
 # (a blocking pop longer than that) raises TimeoutError and kills the consumer (channels_redis
@@ -54,7 +56,7 @@ def channel_layer_config(
     """The ``CHANNEL_LAYERS["default"]`` entry for ``layer`` on the Redis at ``url``."""
     if layer == "channels_scale":
         return {
-            "BACKEND": "channels_scale.layer.RedisChannelLayer",
+            "BACKEND": OUR_BACKEND,
             "CONFIG": {"hosts": [url], **(options or {})},
         }
     if layer == "channels_redis":
@@ -68,3 +70,46 @@ def channel_layer_config(
             "CONFIG": {"hosts": [{"address": url, **RECIPE_POOL_OPTIONS}]},
         }
     raise ValueError(f"unknown channel layer {layer!r}: choose one of {', '.join(LAYERS)}")
+
+
+def stack_channel_layers(project: dict[str, Any] | None) -> dict[str, Any]:
+    """``CHANNEL_LAYERS`` of a stack worker: the project's, with ``default`` on the stack's Redis.
+
+    ``channels-scale up`` generates a settings module that imports the project's settings and
+    calls this (see :mod:`channels_scale.stack.overlay`). ``default`` becomes the layer named by
+    ``CHANNELS_SCALE_LAYER`` on ``CHANNELS_SCALE_REDIS_URL``; when the project already used our
+    layer, its other options (``history``, ``prefix``, ``capacity``...) are kept, so a project's
+    history configuration survives. Other aliases are left as the project wrote them.
+
+    Raises:
+        KeyError: the stack's environment variables are not set (not running under the stack).
+    """
+    layer = os.environ[LAYER_ENV]
+    url = os.environ[REDIS_URL_ENV]
+    layers = dict(project or {})
+    previous = layers.get("default") or {}
+    options: dict[str, Any] = {}
+    if layer == "channels_scale" and previous.get("BACKEND") == OUR_BACKEND:
+        options = {k: v for k, v in (previous.get("CONFIG") or {}).items() if k != "hosts"}
+    layers["default"] = channel_layer_config(layer, url, options)
+    return layers
+
+
+def redact(url: str) -> str:
+    """A Redis URL with its password replaced by ``***``."""
+    return re.sub(r"^(\w+://[^:/@]*:)[^@/]+@", r"\1***@", url)
+
+
+def describe_hosts(config: dict[str, Any]) -> str:
+    """The Redis addresses of a ``CHANNEL_LAYERS`` entry, as a user would write them."""
+    hosts = (config.get("CONFIG") or {}).get("hosts")
+    if not hosts:
+        return "its default host"
+    shown = []
+    for host in hosts:
+        if isinstance(host, dict):
+            host = host.get("address") or f"{host.get('host')}:{host.get('port')}"
+        elif isinstance(host, (list, tuple)):
+            host = ":".join(str(part) for part in host)
+        shown.append(redact(str(host)))
+    return ", ".join(shown)

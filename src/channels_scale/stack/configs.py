@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from channels_scale.asgi import CONTROL_TOKEN_FILE_ENV
 from channels_scale.settings import LAYER_ENV, REDIS_URL_ENV, WORKER_ID_ENV
 from channels_scale.stack.options import RunLayout, StackOptions
 
@@ -61,6 +62,8 @@ def worker_environment(
         "CHANNELS_SCALE_MAX_MESSAGE_BYTES": str(options.max_message_bytes),
         "CHANNELS_SCALE_SERVE_STATIC": "1" if serve_static else "0",
         "PYTHONUNBUFFERED": "1",
+        # POST /drainz needs it (channels-scale restart): see channels_scale.asgi.
+        CONTROL_TOKEN_FILE_ENV: str(RunLayout.of(options.run_dir).root / "control.token"),
     }
     if options.settings:
         env["DJANGO_SETTINGS_MODULE"] = options.settings
@@ -347,7 +350,7 @@ def render_haproxy(options: StackOptions, layout: RunLayout, open_files: int) ->
 global
     maxconn {max((open_files - 64) // 2, 512)}
     pidfile {layout.root}/haproxy.pid
-    stats socket {layout.haproxy_socket} mode 600 level user
+    stats socket {layout.haproxy_socket} mode 600 level admin
 
 defaults
     mode http

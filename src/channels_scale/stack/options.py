@@ -49,6 +49,10 @@ class StackOptions:
         redis_password: the private Redis' password (None: one generated per run directory).
         insecure_secret_key: let an app whose ``SECRET_KEY`` is the example's public default run
             (local development only; without it ``up`` refuses).
+        keep_channel_layers: keep the project's ``CHANNEL_LAYERS`` (default: the workers' layer
+            runs on the stack's Redis, see :mod:`channels_scale.stack.overlay`).
+        ready_path: ``up`` is ready once ``GET ready_path`` through the LB answers below 500.
+        ready_ws_path: also a websocket handshake on this path must complete (None: no check).
     """
 
     app: str = EXAMPLE_APP
@@ -71,6 +75,10 @@ class StackOptions:
     collectstatic: bool = True
     redis_password: str | None = None
     insecure_secret_key: bool = False
+    # The app's own checks (stack/overlay.py, stack/readiness.py).
+    keep_channel_layers: bool = False
+    ready_path: str = "/"
+    ready_ws_path: str | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -91,6 +99,10 @@ class StackOptions:
             found.append(f"--layer must be one of {', '.join(LAYERS)}, not {self.layer!r}")
         if self.consumer not in CONSUMERS:
             found.append(f"--consumer must be one of {', '.join(CONSUMERS)}, not {self.consumer!r}")
+        if not self.ready_path.startswith("/"):
+            found.append(f"--ready-path must start with '/', not {self.ready_path!r}")
+        if self.ready_ws_path is not None and not self.ready_ws_path.startswith("/"):
+            found.append(f"--ready-ws-path must start with '/', not {self.ready_ws_path!r}")
         if self.max_message_bytes < 1:
             found.append("--max-message-bytes must be positive")
         if self.redis_password is not None and self.redis_url is not None:

@@ -12,8 +12,9 @@ import secrets
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from channels_scale.exceptions import ConfigError
@@ -152,6 +153,8 @@ class AppFacts:
     secret_key_from_env: bool
     #: The app configured Django settings (so the two above mean something).
     django: bool
+    #: Everything the probe printed (stack/overlay.py reads the project's CHANNEL_LAYERS in it).
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 def probe_app(options: StackOptions, env: dict[str, str]) -> AppFacts:
@@ -184,4 +187,5 @@ def probe_app(options: StackOptions, env: dict[str, str]) -> AppFacts:
         bool(answer.get("public_secret_key")),
         bool(answer.get("secret_key_from_env")),
         "public_secret_key" in answer,
+        answer,
     )

@@ -55,7 +55,9 @@ def explain(exc: BaseException) -> str:
 
 
 def facts() -> dict[str, Any]:
-    found: dict[str, Any] = {"static_url": None, "static_root": None}
+    from channels_scale.stack.overlay import probe_facts
+
+    found: dict[str, Any] = {"static_url": None, "static_root": None, **probe_facts()}
     if "django" not in sys.modules:
         return found
     from django.conf import settings

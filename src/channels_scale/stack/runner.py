@@ -13,7 +13,7 @@ from typing import Any
 
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, port_in_use, timeout_factor
-from channels_scale.stack import control
+from channels_scale.stack import control, overlay, readiness, restart
 from channels_scale.stack.configs import (
     Binaries,
     render_haproxy,
@@ -68,6 +68,8 @@ class Stack:
         self._supervisord: subprocess.Popen[bytes] | None = None
         self._supervisord_id: ProcessId | None = None
         self._app = AppFacts(None, None, False, False, False)
+        #: which channel layer and Redis the workers use (stack/overlay.py), printed by `up`
+        self.layer_summary = ""
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class Stack:
             self._check_lb_config(binaries)
             self._launch(binaries)
             self._wait_healthy()
+            self.layer_summary = readiness.check(self)
         except BaseException:
             self.stop()
             raise
@@ -225,6 +228,10 @@ class Stack:
             self.notes.append("SECRET_KEY: from the environment")
         elif self._app.django:
             self.notes.append("SECRET_KEY: the app's own (from its settings)")
+        restart.write_control_token(self.layout)
+        self.options, self.layer_summary = overlay.apply(
+            self.options, self.layout, self._app.raw, self.redis_url
+        )
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
