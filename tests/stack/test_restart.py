@@ -31,6 +31,8 @@ from tests.stack.stackclients import CHECKS, open_websockets, project_env
 from tests.stackrunner import CLI, RunningStack
 
 pytestmark = pytest.mark.e2e
+#: The private Redis needs a password; the test publishes to it as the workers do.
+REDIS_PASSWORD = "restart-test"
 WORKERS = 2
 CLIENTS = 12
 RATE_PER_S = 50
@@ -119,7 +121,7 @@ async def _publish(layer: RedisChannelLayer, stop: asyncio.Event) -> int:
 async def test_rolling_restart_loses_nothing(tmp_path: Path, lb: str) -> None:
     stack = RunningStack(
         ["--app", "checks.asgi:application", "--pythonpath", str(CHECKS), "--ready-path", "/ok/",
-         "--workers", str(WORKERS), "--lb", lb],
+         "--workers", str(WORKERS), "--lb", lb, "--redis-password", REDIS_PASSWORD],
         project_env(), tmp_path / "run", free_port(),
     )  # fmt: skip
     tasks: list[asyncio.Task[None]] = []
@@ -136,7 +138,8 @@ async def test_rolling_restart_loses_nothing(tmp_path: Path, lb: str) -> None:
         assert min(open_websockets(stack.run_dir, WORKERS)) > 0, "premise: clients spread"
 
         layer = RedisChannelLayer(
-            hosts=[state["redis_url"]], history={"room.*": {"size": 100_000, "ttl": 600}}
+            hosts=[state["redis_url"].replace("***", REDIS_PASSWORD)],
+            history={"room.*": {"size": 100_000, "ttl": 600}},
         )
         stop = asyncio.Event()
         publisher = asyncio.create_task(_publish(layer, stop))
