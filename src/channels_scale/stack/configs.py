@@ -14,6 +14,9 @@ from pathlib import Path
 from channels_scale.settings import LAYER_ENV, REDIS_URL_ENV, WORKER_ID_ENV
 from channels_scale.stack.options import RunLayout, StackOptions
 
+#: uvicorn's ``websockets-sansio`` with bounds on fragments per message and control frames.
+WS_PROTOCOL = "channels_scale.wsprotocol:BoundedWebSocketProtocol"
+
 #: Idle websockets are long-lived: the LB must not cut a quiet tunnel (the server pings it).
 TUNNEL_TIMEOUT_S = 3600
 
@@ -73,7 +76,8 @@ def worker_command(options: StackOptions, layout: RunLayout) -> list[str]:
         options.python, "-m", "uvicorn", app, "--uds", socket,
         # websockets' sans-I/O protocol: no reader/keepalive/close tasks per connection (the
         # legacy "websockets" runs three) and a shorter send path; measured in docs/per-delivery.md.
-        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+        # Ours is that class with bounds on fragments and control frames (docs/security.md).
+        "--loop", "uvloop", "--http", "httptools", "--ws", WS_PROTOCOL,
         # Compression costs CPU and memory per connection; chat/broadcast frames are small.
         "--ws-per-message-deflate", "false",
         "--ws-max-size", str(options.max_message_bytes),
