@@ -20,21 +20,18 @@ bounds that neither uvicorn nor websockets offers as an option:
 
 Either close is the websockets way of *failing* the connection (RFC 6455 7.1.7): the close frame
 is written, the TCP connection closed, and the rest of what the client sent is discarded unparsed.
-Both are counted per process in :data:`counters` (``/healthz`` could report them).
+Both are counted per process in :data:`channels_scale.asgi.refusals`, which ``/healthz`` reports.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 
+from channels_scale.asgi import refusals
 from channels_scale.closecodes import CloseCode
-
-#: Connections this process closed, by reason (``too many fragments``, ``too many control frames``).
-counters: Counter[str] = Counter()
 
 TOO_MANY_FRAGMENTS = "too many fragments"
 TOO_MANY_CONTROL_FRAMES = "too many control frames"
@@ -114,7 +111,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def fail(self, code: int, reason: str) -> None:
         """Close with ``code`` now, tell the app (``websocket.disconnect``), stop parsing."""
-        counters[reason] += 1
+        refusals[reason] += 1
         self.conn.fail(code, reason)
         # uvicorn's own path for a protocol error: queue the disconnect, write the close frame,
         # close the transport.

@@ -10,6 +10,7 @@ import pytest
 import uvicorn
 
 from channels_scale import wsprotocol
+from channels_scale.asgi import refusals
 from channels_scale.net import free_port, timeout_factor
 from channels_scale.wsprotocol import BoundedWebSocketProtocol
 from tests.security.rawws import BINARY, CONT, PING, TEXT, RawSocket, frame
@@ -56,7 +57,7 @@ async def _open(port: int) -> RawSocket:
 
 
 async def test_empty_continuation_flood_closes_with_1009(port: int) -> None:
-    before = wsprotocol.counters[wsprotocol.TOO_MANY_FRAGMENTS]
+    before = refusals[wsprotocol.TOO_MANY_FRAGMENTS]
     sock = await _open(port)
     # Everything in one write: the server gets it in a few reads of many frames each.
     flood = frame(TEXT, b"x", fin=False) + frame(CONT, fin=False) * 50_000
@@ -64,7 +65,7 @@ async def test_empty_continuation_flood_closes_with_1009(port: int) -> None:
     answer = await sock.read_until_closed(WAIT)
     assert answer.close_code == 1009
     assert answer.texts == []
-    assert wsprotocol.counters[wsprotocol.TOO_MANY_FRAGMENTS] == before + 1
+    assert refusals[wsprotocol.TOO_MANY_FRAGMENTS] == before + 1
     await sock.close()
 
 
@@ -101,12 +102,12 @@ async def test_ping_flood_closes_with_1008_and_a_few_pings_are_answered(port: in
     reply = await calm.read_until_closed(WAIT, texts=1)
     assert reply.close_code is None and reply.texts == [b"still here"]
 
-    before = wsprotocol.counters[wsprotocol.TOO_MANY_CONTROL_FRAMES]
+    before = refusals[wsprotocol.TOO_MANY_CONTROL_FRAMES]
     flooder = await _open(port)
     await flooder.send(frame(PING, b"p") * 10_000)
     answer = await flooder.read_until_closed(WAIT)
     assert answer.close_code == 1008
-    assert wsprotocol.counters[wsprotocol.TOO_MANY_CONTROL_FRAMES] == before + 1
+    assert refusals[wsprotocol.TOO_MANY_CONTROL_FRAMES] == before + 1
     await calm.send(frame(TEXT, b"unharmed"))
     assert (await calm.read_until_closed(WAIT, texts=2)).texts[-1] == b"unharmed"
     await calm.close()
