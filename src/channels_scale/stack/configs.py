@@ -255,6 +255,7 @@ http {{
         image/x-icon ico;
     }}
     default_type application/octet-stream;
+    server_tokens off;
     access_log off;
     sendfile on;
     client_body_temp_path {nginx}/tmp/body;
@@ -284,7 +285,9 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # Overwrite, not append: the workers trust this header (unix sockets, see
+            # docs/security.md), so a client must not choose the address they see.
+            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_buffering off;
             proxy_read_timeout {TUNNEL_TIMEOUT_S}s;
@@ -324,6 +327,8 @@ defaults
 
 frontend public
     bind {options.host}:{options.port}
+    # The workers trust X-Forwarded-For (unix sockets): the client's own copy is replaced.
+    http-request set-header X-Forwarded-For %[src]
     default_backend workers
 
 backend workers
