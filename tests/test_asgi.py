@@ -32,6 +32,9 @@ from channels_scale.asgi import (
         ("http://app.example.com", "x", ["https://app.example.com"], False),
         ("https://app.example.com:8443", "x", ["https://app.example.com"], False),
         ("https://app.example.com:8443", "x", ["https://app.example.com:8443/"], True),
+        ("http://[::1]:8000", "127.0.0.1:8000", ["[::1]"], True),
+        ("http://[::1", "127.0.0.1:8000", ["*"], False),
+        ("http://user@localhost", "127.0.0.1:8000", ["localhost"], False),
     ],
 )
 def test_origin_allowed(origin: str | None, host: str, allowed: list[str], expected: bool) -> None:

@@ -112,32 +112,29 @@ def host_allowed(host: str | None, allowed_hosts: Iterable[str]) -> bool:
 def origin_allowed(origin: str | None, host: str | None, allowed_origins: Iterable[str]) -> bool:
     """Whether a websocket handshake with this ``Origin`` and ``Host`` may proceed.
 
-    No ``Origin`` (not a browser) is allowed. A browser origin is allowed when its host equals the
+    No ``Origin`` (not a browser) is allowed. A browser origin is allowed when it names the
     request's ``Host`` (same origin, whatever the port the load balancer listens on) or matches an
     entry of ``allowed_origins``: a full origin (``https://app.example.com``, scheme and port
-    compared too) or a host pattern in ``ALLOWED_HOSTS`` syntax (``*``, ``.example.com``).
+    compared too) or a host pattern in ``ALLOWED_HOSTS`` syntax (``*``, ``.example.com``,
+    ``[::1]``), matched as Django matches ``Host``. Anything unparsable is refused.
     """
     if origin is None:
         return True
-    parsed = urlparse(origin)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urlparse(origin)
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 bracket)
         return False
-    if host is not None and parsed.netloc.lower() == host.lower():
+    netloc = parsed.netloc.lower()
+    if parsed.scheme not in ("http", "https") or not netloc:
+        return False
+    if host is not None and netloc == host.lower():
         return True
-    origin_host = parsed.hostname.lower()
-    for pattern in allowed_origins:
-        pattern = pattern.lower()
-        if "://" in pattern:
-            if pattern.rstrip("/") == f"{parsed.scheme}://{parsed.netloc}".lower():
-                return True
-            continue
-        if pattern == "*" or origin_host == pattern:
-            return True
-        if pattern.startswith(".") and (
-            origin_host == pattern[1:] or origin_host.endswith(pattern)
-        ):
-            return True
-    return False
+    patterns = [pattern.lower() for pattern in allowed_origins]
+    full = f"{parsed.scheme}://{netloc}"
+    if any(p.rstrip("/") == full for p in patterns if "://" in p):
+        return True
+    domain, _port = split_domain_port(netloc)
+    return bool(domain) and validate_host(domain, [p for p in patterns if "://" not in p])
 
 
 class OriginCheck:

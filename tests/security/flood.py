@@ -90,11 +90,21 @@ async def fragment_flood(port: int, path: str, seconds: float) -> FloodResult:
 
 
 async def canaries(
-    port: int, room: str, count: int, until: asyncio.Event, interval: float = 0.02
+    port: int,
+    room: str,
+    count: int,
+    until: asyncio.Event,
+    interval: float = 0.02,
+    ready: asyncio.Event | None = None,
 ) -> CanaryResult:
-    """``count`` clients in one room; the first broadcasts a timestamp every ``interval``."""
+    """``count`` clients in one room; the first broadcasts a timestamp every ``interval``.
+
+    ``ready`` is set once every client is connected; the run ends when ``until`` is set.
+    """
     url = f"ws://127.0.0.1:{port}/ws/broadcast/{room}/"
     clients = [await connect(url, open_timeout=10) for _ in range(count)]
+    if ready is not None:
+        ready.set()
     result = CanaryResult()
 
     async def listen(client: ClientConnection) -> None:
@@ -126,8 +136,9 @@ async def measure(port: int, seconds: float, canary_count: int = 20) -> dict[str
     pid = worker_pid(port)
     before = cpu_seconds(pid)
     stop = asyncio.Event()
-    canary_task = asyncio.create_task(canaries(port, "canary", canary_count, stop))
-    await asyncio.sleep(0.5)  # the canaries connect and settle before the flood starts
+    ready = asyncio.Event()
+    canary_task = asyncio.create_task(canaries(port, "canary", canary_count, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 30)
     started = time.monotonic()
     flood = await fragment_flood(port, "/ws/broadcast/flood/", seconds)
     elapsed = time.monotonic() - started

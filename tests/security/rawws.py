@@ -53,6 +53,8 @@ class Answer:
     status: int | None = None
     close_code: int | None = None
     texts: list[bytes] = field(default_factory=list)
+    #: The connection ended (reset, or closed) before a close frame arrived.
+    dropped: bool = False
 
 
 def _close_code(payload: bytes) -> int:
@@ -131,9 +133,13 @@ class RawSocket:
                 break
             try:
                 chunk = await asyncio.wait_for(self.reader.read(65536), remaining)
-            except (TimeoutError, ConnectionError):
+            except TimeoutError:
+                break
+            except ConnectionError:
+                self.answer.dropped = True
                 break
             if not chunk:
+                self.answer.dropped = True
                 break
             self._buffer += chunk
             parse_server_frames(self._buffer, self.answer)
