@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 
 from channels_scale.stack.health import http_status
-from tests.security.rawws import CONT, TEXT, RawSocket, frame
+from tests.security.rawws import CONT, PING, TEXT, RawSocket, frame
 
 #: Empty continuation frames per write: 6 bytes each (header + mask), 24 KiB per write.
 BATCH = 4096
@@ -63,10 +63,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def fragment_flood(port: int, path: str, seconds: float) -> FloodResult:
-    """Flood ``path`` for ``seconds``; one connection after another while the server closes them."""
+async def fragment_flood(
+    port: int, path: str, seconds: float, kind: str = "fragments", reconnect: bool = True
+) -> FloodResult:
+    """Flood ``path`` for ``seconds``; one connection after another while the server closes them.
+
+    ``kind``: ``fragments`` (a text frame with FIN=0, then empty continuation frames) or
+    ``pings`` (empty pings). Without ``reconnect``, one connection only.
+    """
     result = FloodResult()
-    batch = frame(CONT, fin=False) * BATCH
+    batch = (frame(CONT, fin=False) if kind == "fragments" else frame(PING)) * BATCH
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while loop.time() < deadline:
@@ -76,7 +82,7 @@ async def fragment_flood(port: int, path: str, seconds: float) -> FloodResult:
             result.close_codes[None] += 1
             await sock.close()
             continue
-        alive = await sock.send(frame(TEXT, b"x", fin=False))
+        alive = await sock.send(frame(TEXT, b"x", fin=False) if kind == "fragments" else b"")
         while alive and loop.time() < deadline:
             alive = await sock.send(batch)
             if alive:
@@ -86,6 +92,8 @@ async def fragment_flood(port: int, path: str, seconds: float) -> FloodResult:
         answer = await sock.read_until_closed(0.5)
         result.close_codes[answer.close_code] += 1
         await sock.close()
+        if not reconnect:
+            break
     return result
 
 
@@ -131,7 +139,13 @@ async def canaries(
     return result
 
 
-async def measure(port: int, seconds: float, canary_count: int = 20) -> dict[str, object]:
+async def measure(
+    port: int,
+    seconds: float,
+    canary_count: int = 20,
+    kind: str = "fragments",
+    reconnect: bool = True,
+) -> dict[str, object]:
     """Run the flood and the canaries against the stack on ``port`` (one worker)."""
     pid = worker_pid(port)
     before = cpu_seconds(pid)
@@ -140,7 +154,7 @@ async def measure(port: int, seconds: float, canary_count: int = 20) -> dict[str
     canary_task = asyncio.create_task(canaries(port, "canary", canary_count, stop, ready=ready))
     await asyncio.wait_for(ready.wait(), 30)
     started = time.monotonic()
-    flood = await fragment_flood(port, "/ws/broadcast/flood/", seconds)
+    flood = await fragment_flood(port, "/ws/broadcast/flood/", seconds, kind, reconnect)
     elapsed = time.monotonic() - started
     stop.set()
     canary = await canary_task
@@ -177,9 +191,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--canaries", type=int, default=20)
+    parser.add_argument("--kind", choices=("fragments", "pings"), default="fragments")
+    parser.add_argument("--once", action="store_true", help="one flood connection, no reconnect")
     args = parser.parse_args()
     assert http_status("127.0.0.1", args.port) == 200, "no stack answers /healthz on that port"
-    print(json.dumps(asyncio.run(measure(args.port, args.seconds, args.canaries)), indent=2))
+    figures = measure(args.port, args.seconds, args.canaries, args.kind, not args.once)
+    print(json.dumps(asyncio.run(figures), indent=2))
 
 
 if __name__ == "__main__":
