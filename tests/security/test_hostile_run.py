@@ -20,7 +20,7 @@ import pytest
 from channels_scale.net import timeout_factor
 from channels_scale.stack.health import worker_health
 from tests.security import hostile
-from tests.security.flood import canaries
+from tests.security.flood import canaries, cpu_seconds, fragment_flood
 from tests.security.hostile import Probe, Tally
 from tests.security.rawws import RawSocket
 from tests.stackrunner import RunningStack
@@ -45,6 +45,7 @@ COUNTS = {
 CONCURRENCY = 16
 WAIT = 10 * timeout_factor()
 SPOOFED = "203.0.113.66"
+FLOOD_SECONDS = 2.0
 
 
 def _probes() -> tuple[list[list[Probe]], list[Probe], list[Probe]]:
@@ -108,6 +109,12 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
     started = time.monotonic()
     await asyncio.wait_for(hostile.bounded(jobs, CONCURRENCY), 240 * timeout_factor())
     elapsed = time.monotonic() - started
+    # Then the flood of issue 13 itself, sustained: one client sending empty continuation frames
+    # as fast as it can, reconnecting whenever it is closed. Unbounded, its first connection
+    # would take a worker's whole CPU for the whole time.
+    cpu_before = sum(cpu_seconds(h["pid"]) for h in before)
+    flood = await fragment_flood(port, "/ws/broadcast/flood/", FLOOD_SECONDS)
+    flood_cpu = sum(cpu_seconds(h["pid"]) for h in before) - cpu_before
     stop.set()
     canary = await canary_task
 
@@ -135,6 +142,9 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
         "canary_loss": canary.loss,
         "canary_p50_ms": round(canary.percentile(0.5) * 1000, 1),
         "canary_p99_ms": round(canary.percentile(0.99) * 1000, 1),
+        "flood_connections": flood.connections,
+        "flood_frames": flood.frames,
+        "flood_worker_cpu_seconds": round(flood_cpu, 2),
     }
     print(json.dumps(summary, indent=1, sort_keys=True))
 
@@ -146,7 +156,12 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
     assert "HTTP 101" not in paths and "no answer" not in paths, paths
     # Every refusal the workers made is counted: one per refused probe, none for anything else.
     assert refused.get("origin", 0) == tally.answers["origin"].get("HTTP 403", 0)
-    assert refused.get("too many fragments", 0) == COUNTS["fragment_flood"]
+    fragments = refused.get("too many fragments", 0) - COUNTS["fragment_flood"]
+    # Every flood connection was closed by the bound (the last one may have been cut short by
+    # the end of the flood before it sent a frame).
+    assert flood.connections - 1 <= fragments <= flood.connections, (fragments, flood)
+    assert flood.connections > 10
+    assert flood_cpu / flood.connections < 0.02, "a flood connection cost over 20 ms of CPU"
     assert refused.get("too many control frames", 0) == COUNTS["ping_flood"]
     host_400 = tally.answers["host"].get("HTTP 400", 0)
     assert 0 < refused.get("host", 0) <= host_400
