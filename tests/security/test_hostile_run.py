@@ -19,7 +19,7 @@ import pytest
 
 from channels_scale.net import timeout_factor
 from channels_scale.stack.health import worker_health
-from tests.security import hostile
+from tests.security import hostile, strategies
 from tests.security.flood import canaries, cpu_seconds, fragment_flood
 from tests.security.hostile import Probe, Tally
 from tests.security.rawws import RawSocket
@@ -49,33 +49,33 @@ FLOOD_SECONDS = 2.0
 
 
 def _probes() -> tuple[list[list[Probe]], list[Probe], list[Probe]]:
-    items = hostile.draw(hostile.session_items, COUNTS["session"], SEED)
+    items = strategies.draw(strategies.session_items, COUNTS["session"], SEED)
     session_probes = [hostile.session_probe(item) for item in items]
     sessions = [
         session_probes[i : i + PER_SESSION] for i in range(0, len(session_probes), PER_SESSION)
     ]
     terminal = hostile.terminal_probes(
-        hostile.draw(hostile.oversize, COUNTS["oversize"], SEED),
-        hostile.draw(hostile.invalid_utf8, COUNTS["invalid_utf8"], SEED),
-        hostile.draw(hostile.protocol, COUNTS["protocol"], SEED),
-        hostile.draw(hostile.floods, COUNTS["fragment_flood"], SEED),
-        hostile.draw(hostile.ping_floods, COUNTS["ping_flood"], SEED),
+        strategies.draw(strategies.oversize, COUNTS["oversize"], SEED),
+        strategies.draw(strategies.invalid_utf8, COUNTS["invalid_utf8"], SEED),
+        strategies.draw(strategies.protocol, COUNTS["protocol"], SEED),
+        strategies.draw(strategies.floods, COUNTS["fragment_flood"], SEED),
+        strategies.draw(strategies.ping_floods, COUNTS["ping_flood"], SEED),
     )
     handshakes = [
         Probe("origin", origin, expected)
-        for origin, expected in hostile.draw(hostile.origins, COUNTS["origin"], SEED)
+        for origin, expected in strategies.draw(strategies.origins, COUNTS["origin"], SEED)
     ]
     handshakes += [
         Probe("host", host, expected)
-        for host, expected in hostile.draw(hostile.hosts, COUNTS["host"], SEED)
+        for host, expected in strategies.draw(strategies.hosts, COUNTS["host"], SEED)
     ]
     handshakes += [
         Probe("path", path, hostile.UNMATCHED_PATH)
-        for path in hostile.draw(hostile.paths, COUNTS["path"], SEED)
+        for path in strategies.draw(strategies.paths, COUNTS["path"], SEED)
     ]
     handshakes += [
         Probe("query", query, "HTTP 101")
-        for query in hostile.draw(hostile.queries, COUNTS["query"], SEED)
+        for query in strategies.draw(strategies.queries, COUNTS["query"], SEED)
     ]
     return sessions, terminal, handshakes
 
