@@ -85,6 +85,13 @@ CHANNEL_LAYERS = channel_layers_from_env(
 # variable, through `channels-scale up --max-message-bytes`).
 WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("CHANNELS_SCALE_MAX_MESSAGE_BYTES", "65536"))
 
+# Pages on these origins may open websockets besides the site's own (comma-separated full origins,
+# https://app.example.com, or ALLOWED_HOSTS-style patterns); unset: ALLOWED_HOSTS. Others: HTTP 403.
+if os.environ.get("ALLOWED_ORIGINS"):
+    CHANNELS_SCALE_ALLOWED_ORIGINS = [
+        o.strip() for o in os.environ["ALLOWED_ORIGINS"].split(",") if o.strip()
+    ]
+
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"

@@ -6,8 +6,9 @@ worker and counting its open websockets; nginx, HAProxy, ``channels-scale up`` a
 answers a send + receive round trip and the worker is not draining) and, for
 ``channels-scale restart``, ``POST /drainz`` with the run directory's control token.
 
-:class:`OriginCheck` refuses websocket handshakes from a foreign browser origin and lets clients
-that send no ``Origin`` header (bench clients, mobile apps, servers) through.
+:class:`OriginCheck` refuses websocket handshakes for a ``Host`` outside ``ALLOWED_HOSTS`` (HTTP
+400, as Django answers over HTTP) and from a foreign browser origin (HTTP 403); clients that send
+no ``Origin`` header (bench clients, mobile apps, servers) pass the origin check.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from django.http.request import split_domain_port, validate_host
 
 from channels_scale.settings import WORKER_ID_ENV, describe_hosts
 
@@ -40,10 +44,12 @@ CONTROL_TOKEN_FILE_ENV = "CHANNELS_SCALE_CONTROL_TOKEN_FILE"
 SERVICE_RESTART = 1012
 #: how long ``/readyz`` waits for the layer's round trip (seconds)
 READY_TIMEOUT_S = 2.0
+#: Django setting: origins (or ``ALLOWED_HOSTS``-style host patterns) whose pages may connect.
+ALLOWED_ORIGINS_SETTING = "CHANNELS_SCALE_ALLOWED_ORIGINS"
 
 
 class WorkerMiddleware:
-    """Answer ``/healthz`` with ``{"worker": id, "pid": pid, "websockets": open}``.
+    """Answer ``/healthz`` with ``{"worker": id, "pid": pid, "websockets": open, "refused": {}}``.
 
     ``websockets`` counts the websocket connections this process is serving: up when the
     server hands one to the app, down when that application call returns. Handshakes still in
@@ -87,7 +93,12 @@ class WorkerMiddleware:
         await _json_response(
             send,
             200,
-            {"worker": self.worker_id, "pid": os.getpid(), "websockets": self.open_websockets},
+            {
+                "worker": self.worker_id,
+                "pid": os.getpid(),
+                "websockets": self.open_websockets,
+                "refused": dict(refusals),
+            },
         )
 
     async def _ready(self, send: Send) -> None:
@@ -228,58 +239,122 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed_hosts: Iterable[str]) -> bool:
+#: Websocket handshakes refused by :class:`OriginCheck` in this process, by reason (``host``,
+#: ``origin``); ``/healthz`` reports them with the protocol's own refusals.
+refusals: Counter[str] = Counter()
+
+
+def host_allowed(host: str | None, allowed_hosts: Iterable[str]) -> bool:
+    """Whether a handshake's ``Host`` is one Django would serve (its own ``ALLOWED_HOSTS`` check).
+
+    A websocket handshake never reaches Django's ``HttpRequest.get_host()``, so without this a page
+    on a rebinding domain (``evil.example`` resolving to the server) would be refused over HTTP
+    with 400 and accepted over websockets. Same syntax as ``ALLOWED_HOSTS``; no ``Host``: refused.
+    """
+    if not host:
+        return False
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, list(allowed_hosts))
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed_origins: Iterable[str]) -> bool:
     """Whether a websocket handshake with this ``Origin`` and ``Host`` may proceed.
 
-    No ``Origin`` (not a browser) is allowed. A browser origin is allowed when its host equals the
+    No ``Origin`` (not a browser) is allowed. A browser origin is allowed when it names the
     request's ``Host`` (same origin, whatever the port the load balancer listens on) or matches an
-    entry of ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax: ``*``, ``.example.com``).
+    entry of ``allowed_origins``: a full origin (``https://app.example.com``, scheme and port
+    compared too) or a host pattern in ``ALLOWED_HOSTS`` syntax (``*``, ``.example.com``,
+    ``[::1]``), matched as Django matches ``Host``. Anything unparsable is refused.
     """
     if origin is None:
         return True
-    parsed = urlparse(origin)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urlparse(origin)
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 bracket)
         return False
-    if host is not None and parsed.netloc.lower() == host.lower():
+    netloc = parsed.netloc.lower()
+    if parsed.scheme not in ("http", "https") or not netloc:
+        return False
+    if host is not None and netloc == host.lower():
         return True
-    origin_host = parsed.hostname.lower()
-    for pattern in allowed_hosts:
-        pattern = pattern.lower()
-        if pattern == "*" or origin_host == pattern:
-            return True
-        if pattern.startswith(".") and (
-            origin_host == pattern[1:] or origin_host.endswith(pattern)
-        ):
-            return True
-    return False
+    patterns = [pattern.lower() for pattern in allowed_origins]
+    full = f"{parsed.scheme}://{netloc}"
+    if any(p.rstrip("/") == full for p in patterns if "://" in p):
+        return True
+    domain, _port = split_domain_port(netloc)
+    return bool(domain) and validate_host(domain, [p for p in patterns if "://" not in p])
 
 
 class OriginCheck:
-    """Refuse websocket handshakes from foreign browser origins (the client sees HTTP 403).
+    """Refuse websocket handshakes for a foreign ``Host`` (HTTP 400) or browser origin (HTTP 403).
+
+    The ``Host`` must pass Django's ``ALLOWED_HOSTS`` (as it must over HTTP); the ``Origin``, when
+    a browser sends one, must be the page's own or in the allow-list. Both are refused before the
+    application runs, counted in :data:`refusals`. On servers without the ASGI
+    ``websocket.http.response`` extension (daphne) both answers are a plain 403.
 
     Args:
         app: the websocket application to protect.
-        allowed_hosts: extra hosts whose pages may connect; defaults to Django's ``ALLOWED_HOSTS``.
+        allowed_hosts: ``Host`` patterns; defaults to Django's ``ALLOWED_HOSTS`` (with Django's
+            own fallback when it is empty and ``DEBUG`` is on).
+        allowed_origins: origins whose pages may connect; defaults to the Django setting
+            ``CHANNELS_SCALE_ALLOWED_ORIGINS``, else to ``ALLOWED_HOSTS``.
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: Iterable[str] | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> None:
         self.app = app
         self._allowed_hosts = None if allowed_hosts is None else tuple(allowed_hosts)
+        self._allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
         if self._allowed_hosts is None:
             from django.conf import settings
 
-            self._allowed_hosts = tuple(settings.ALLOWED_HOSTS)
+            hosts = list(settings.ALLOWED_HOSTS)
+            if settings.DEBUG and not hosts:
+                hosts = [".localhost", "127.0.0.1", "[::1]"]  # as HttpRequest.get_host()
+            self._allowed_hosts = tuple(hosts)
         return self._allowed_hosts
 
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        if self._allowed_origins is None:
+            from django.conf import settings
+
+            origins = getattr(settings, ALLOWED_ORIGINS_SETTING, None)
+            self._allowed_origins = self.allowed_hosts if origins is None else tuple(origins)
+        return self._allowed_origins
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and not origin_allowed(
-            _header(scope, b"origin"), _header(scope, b"host"), self.allowed_hosts
-        ):
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        host = _header(scope, b"host")
+        if not host_allowed(host, self.allowed_hosts):
+            await _refuse(scope, receive, send, 400, "host", b"Bad Request: Host not allowed\n")
+        elif not origin_allowed(_header(scope, b"origin"), host, self.allowed_origins):
+            await _refuse(scope, receive, send, 403, "origin", b"Forbidden: Origin not allowed\n")
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, reason: str, body: bytes
+) -> None:
+    """Answer the handshake with ``status`` (or a close before accept: 403) and count it."""
+    refusals[reason] += 1
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -67,6 +67,8 @@ def _assert_websocket_location(location: str) -> None:
         "proxy_http_version 1.1",
         "proxy_set_header Upgrade $http_upgrade",
         "proxy_set_header Host $http_host",
+        # Overwritten, never appended: the workers trust it (docs/security.md).
+        "proxy_set_header X-Forwarded-For $remote_addr",
         "proxy_buffering off",
         f"proxy_read_timeout {TUNNEL_TIMEOUT_S}s",
         f"proxy_send_timeout {TUNNEL_TIMEOUT_S}s",

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from channels_scale.settings import LAYERS
+from channels_scale.stack.configs import WS_PROTOCOL
 from tests.deploy.deployfiles import (
     DEPLOY,
     LISTEN_FLAGS,
@@ -73,7 +74,7 @@ def test_reference_is_uvicorn_over_a_unix_socket() -> None:
     params = parse_uvicorn(reference_args())
     assert params["app"] == "channels_scale.stack.app:application"
     assert params["uds"] and params["loop"] == "uvloop" and params["http"] == "httptools"
-    assert params["ws"] == "websockets-sansio" and params["ws_per_message_deflate"] is False
+    assert params["ws"] == WS_PROTOCOL and params["ws_per_message_deflate"] is False
     assert params["ws_max_size"] == 65536 and params["lifespan"] == "off"
 
 

@@ -15,6 +15,9 @@ from channels_scale.asgi import CONTROL_TOKEN_FILE_ENV
 from channels_scale.settings import LAYER_ENV, REDIS_URL_ENV, WORKER_ID_ENV
 from channels_scale.stack.options import RunLayout, StackOptions
 
+#: uvicorn's ``websockets-sansio`` with bounds on fragments per message and control frames.
+WS_PROTOCOL = "channels_scale.wsprotocol:BoundedWebSocketProtocol"
+
 #: Idle websockets are long-lived: the LB must not cut a quiet tunnel (the server pings it).
 TUNNEL_TIMEOUT_S = 3600
 
@@ -86,7 +89,8 @@ def worker_command(options: StackOptions, layout: RunLayout) -> list[str]:
         options.python, "-m", "uvicorn", app, "--uds", socket,
         # websockets' sans-I/O protocol: no reader/keepalive/close tasks per connection (the
         # legacy "websockets" runs three) and a shorter send path; measured in docs/per-delivery.md.
-        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+        # Ours is that class with bounds on fragments and control frames (docs/security.md).
+        "--loop", "uvloop", "--http", "httptools", "--ws", WS_PROTOCOL,
         # Compression costs CPU and memory per connection; chat/broadcast frames are small.
         "--ws-per-message-deflate", "false",
         "--ws-max-size", str(options.max_message_bytes),
@@ -297,6 +301,7 @@ http {{
         video/webm webm;
     }}
     default_type application/octet-stream;
+    server_tokens off;
     access_log off;
     sendfile on;
     client_body_temp_path {nginx}/tmp/body;
@@ -326,7 +331,9 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # Overwrite, not append: the workers trust this header (unix sockets, see
+            # docs/security.md), so a client must not choose the address they see.
+            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_buffering off;
             proxy_read_timeout {TUNNEL_TIMEOUT_S}s;
@@ -367,6 +374,8 @@ defaults
 
 frontend public
     bind {options.host}:{options.port}
+    # The workers trust X-Forwarded-For (unix sockets): the client's own copy is replaced.
+    http-request set-header X-Forwarded-For %[src]
     default_backend workers
 
 backend workers

@@ -1,0 +1,114 @@
+"""BoundedWebSocketProtocol in a real uvicorn server, driven by hand-made frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from channels_scale import wsprotocol
+from channels_scale.asgi import refusals
+from channels_scale.net import free_port, timeout_factor
+from channels_scale.wsprotocol import BoundedWebSocketProtocol
+from tests.security.rawws import BINARY, CONT, PING, TEXT, RawSocket, frame
+
+WAIT = 5 * timeout_factor()
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    """Accept, then send every message back (its text or bytes length)."""
+    assert scope["type"] == "websocket"
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            text = message.get("text")
+            reply = text if text is not None else f"bytes {len(message['bytes'])}"
+            await send({"type": "websocket.send", "text": reply})
+        else:
+            return
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    chosen = free_port()
+    config = uvicorn.Config(
+        echo, host="127.0.0.1", port=chosen, ws=BoundedWebSocketProtocol,
+        lifespan="off", log_level="warning", ws_max_size=65536,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(WAIT):
+        while not server.started:  # noqa: ASYNC110 -- uvicorn sets a flag, no event
+            await asyncio.sleep(0.01)
+    yield chosen
+    server.should_exit = True
+    await asyncio.wait_for(task, WAIT)
+
+
+async def _open(port: int) -> RawSocket:
+    sock = await RawSocket.open(port, "/")
+    assert sock.answer.status == 101
+    return sock
+
+
+async def test_empty_continuation_flood_closes_with_1009(port: int) -> None:
+    before = refusals[wsprotocol.TOO_MANY_FRAGMENTS]
+    sock = await _open(port)
+    # Everything in one write: the server gets it in a few reads of many frames each.
+    flood = frame(TEXT, b"x", fin=False) + frame(CONT, fin=False) * 50_000
+    await sock.send(flood)
+    answer = await sock.read_until_closed(WAIT)
+    assert answer.close_code == 1009
+    assert answer.texts == []
+    assert refusals[wsprotocol.TOO_MANY_FRAGMENTS] == before + 1
+    await sock.close()
+
+
+async def test_a_message_within_the_fragment_bound_is_delivered_whole(port: int) -> None:
+    sock = await _open(port)
+    # First frame + middle fragments + last frame = exactly max_fragments frames.
+    pieces = [b"ab"] * (BoundedWebSocketProtocol.max_fragments - 2)
+    middle = b"".join(frame(CONT, p, fin=False) for p in pieces)
+    await sock.send(frame(TEXT, b"s", fin=False) + middle + frame(CONT, b"e"))
+    # A second message as long: the count starts again with every message.
+    await sock.send(frame(BINARY, b"s", fin=False) + middle + frame(CONT, b"e"))
+    answer = await sock.read_until_closed(WAIT, texts=2)
+    whole = b"s" + b"ab" * len(pieces) + b"e"
+    assert answer.texts == [whole, f"bytes {len(whole)}".encode()]
+    assert answer.close_code is None
+    await sock.close()
+
+
+async def test_one_more_fragment_than_the_bound_closes(port: int) -> None:
+    sock = await _open(port)
+    count = BoundedWebSocketProtocol.max_fragments
+    await sock.send(frame(TEXT, b"s", fin=False) + frame(CONT, b"x", fin=False) * count)
+    answer = await sock.read_until_closed(WAIT)
+    assert answer.close_code == 1009
+    assert answer.texts == []
+    await sock.close()
+
+
+async def test_ping_flood_closes_with_1008_and_a_few_pings_are_answered(port: int) -> None:
+    calm = await _open(port)
+    for _ in range(5):
+        await calm.send(frame(PING, b"p"))
+    await calm.send(frame(TEXT, b"still here"))
+    reply = await calm.read_until_closed(WAIT, texts=1)
+    assert reply.close_code is None and reply.texts == [b"still here"]
+
+    before = refusals[wsprotocol.TOO_MANY_CONTROL_FRAMES]
+    flooder = await _open(port)
+    await flooder.send(frame(PING, b"p") * 10_000)
+    answer = await flooder.read_until_closed(WAIT)
+    assert answer.close_code == 1008
+    assert refusals[wsprotocol.TOO_MANY_CONTROL_FRAMES] == before + 1
+    await calm.send(frame(TEXT, b"unharmed"))
+    assert (await calm.read_until_closed(WAIT, texts=2)).texts[-1] == b"unharmed"
+    await calm.close()
+    await flooder.close()
