@@ -55,6 +55,8 @@ async def test_up_spreads_broadcasts_restarts_and_stops_clean(
     stack: RunningStack = start_stack("--workers", "2", "--lb", lb, "--server", server)
     url = f"{stack.ws_url}/ws/broadcast/e2e/"
     assert http_status("127.0.0.1", stack.port, "/healthz") == 200
+    # uvicorn makes its sockets 0666: only the directory keeps other local users off the workers.
+    assert (stack.run_dir / "sockets").stat().st_mode & 0o777 == 0o700
     members = stack_members(stack.run_dir)
 
     clients = await _clients(url, 24)

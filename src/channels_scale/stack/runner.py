@@ -190,6 +190,10 @@ class Stack:
         # sockets and logs below are a previous run's.
         for path in (layout.sockets, layout.logs, layout.redis_dir, layout.nginx_dir / "tmp"):
             path.mkdir(parents=True, exist_ok=True)
+        # uvicorn makes its sockets 0666: without this, any local user could reach a worker
+        # directly, around the load balancer's limits and forwarded-address rewrite. The LB runs
+        # as this user (configs.render_nginx: `user root` only when we are root).
+        layout.sockets.chmod(0o700)
         if layout.longest_socket_path(self.options.workers) > MAX_SOCKET_PATH:
             raise ConfigError(
                 f"run directory {layout.root} is too deep for unix socket paths "
