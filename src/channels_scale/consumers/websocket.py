@@ -64,6 +64,9 @@ from django.conf import settings
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers import dbhygiene
 from channels_scale.consumers.frames import FRAME_TYPE, frame_event
+from channels_scale.consumers.guard import Guard
+from channels_scale.consumers.limits import ProtocolViolation, loads_bounded
+from channels_scale.consumers.outgoing import SlowClient
 
 __all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncJsonWebsocketConsumer", "AsyncWebsocketConsumer"]
 
@@ -90,7 +93,7 @@ def _too_big(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
+class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     """Channels' ``AsyncWebsocketConsumer``, with the per-message path made cheap.
 
     A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
@@ -123,20 +126,31 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     # -- the ASGI application and its loop ----------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        """Run the consumer for one connection (the ASGI application, as Channels')."""
+        """Run the consumer for one connection (the ASGI application, as Channels').
+
+        Whatever a handler raises ends here: the connection is closed with the code of
+        :meth:`~channels_scale.consumers.guard.Guard.close_code_for` and the consumer's
+        ``websocket_disconnect`` runs (groups, presence, ``disconnect``); nothing propagates to
+        the server but a cancellation.
+        """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.base_send = send
+        self.base_send = self._open_outgoing(send)
         try:
-            if self.channel_layer is None:
-                dispatch = self.dispatch
-                while True:
-                    await dispatch(await receive())
-            else:
-                self.channel_name = await self.channel_layer.new_channel()
-                await self._run(receive)
-        except StopConsumer:
-            pass
+            try:
+                if self.channel_layer is None:
+                    dispatch = self.dispatch
+                    while True:
+                        await dispatch(await self._receive_frame(receive))
+                else:
+                    self.channel_name = await self.channel_layer.new_channel()
+                    await self._run(receive)
+            except StopConsumer:
+                pass
+            except Exception as exc:
+                await self._fail(exc)
+        finally:
+            await self._finish()
 
     @property
     def channel_receive(self) -> Any:
@@ -151,9 +165,10 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
         if main is None:  # pragma: no cover - __call__ always runs in a task
             raise RuntimeError("a consumer must run in an asyncio task")
         layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
+        receive_frame = self._receive_frame
         try:
             while True:
-                message = await receive()
+                message = await receive_frame(receive)
                 await self._handle_in_turn(message)
         except asyncio.CancelledError:
             failure = self._failure
@@ -287,7 +302,10 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     # -- websocket events ---------------------------------------------------------------------
 
     async def websocket_receive(self, message: Message) -> None:
-        """A frame from the client: checked against the size limit, then given to ``receive``."""
+        """A frame from the client: checked against the rate and size limits, then given to
+        ``receive``."""
+        if self._limited:
+            await self.check_rate()
         limit: int | None = getattr(settings, "WEBSOCKET_MAX_MESSAGE_BYTES", None)
         text = message.get("text")
         if text is not None:
@@ -304,6 +322,7 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
 
     async def websocket_disconnect(self, message: Message) -> None:
         """The client is gone: leave ``groups``, call ``disconnect``, stop the consumer."""
+        self._disconnecting = True
         try:
             for group in self.groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -349,10 +368,11 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     async def slow_client(self, dropped: int) -> None:
         """Hook: the client could not keep up and ``dropped`` messages were lost for it.
 
-        The default closes with 1013 (try again later): a client that reconnects resumes from a
-        fresh state instead of silently missing messages. Override to ignore or count instead.
+        The default raises :class:`~channels_scale.consumers.outgoing.SlowClient`: the consumer
+        closes with 1013 (try again later), so a client that reconnects resumes from a fresh
+        state instead of silently missing messages. Override to ignore or count instead.
         """
-        await self.close(int(CloseCode.TRY_AGAIN_LATER), "too slow")
+        raise SlowClient(f"the layer dropped {dropped} messages")
 
 
 class AsyncJsonWebsocketConsumer(
@@ -365,24 +385,33 @@ class AsyncJsonWebsocketConsumer(
     ``encode_json``/``decode_json`` (override them to change the codec). Differs from Channels:
 
     - a binary frame, or a text frame ``decode_json`` rejects with ``ValueError`` (malformed
-      JSON), closes the connection with 1008 (:attr:`CloseCode.POLICY_VIOLATION`) instead of
-      raising (which in Channels kills the consumer and the server closes with 1011);
+      JSON, nested deeper than :attr:`max_json_depth`, a lone surrogate), closes the connection
+      with 1008 (:attr:`CloseCode.POLICY_VIOLATION`) instead of raising (which in Channels
+      kills the consumer and the server closes with 1011);
     - :meth:`group_send_json` encodes a broadcast once for the whole group.
     """
+
+    #: deepest nesting of arrays/objects a frame may have (deeper: close 1008)
+    max_json_depth: ClassVar[int] = 32
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         """Decode a text frame and call ``receive_json``; close 1008 on a malformed frame."""
         if text_data is None:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "text frames only")
-            return
+            raise ProtocolViolation("text frames only")
         try:
             content = await self.decode_json(text_data)
-        except ValueError:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "invalid JSON")
-            return
+        except ProtocolViolation:
+            raise
+        except (ValueError, RecursionError):
+            raise ProtocolViolation("invalid JSON") from None
         await self.receive_json(content, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """``json.loads`` with a depth bound and no lone surrogates (ProtocolViolation)."""
+        return loads_bounded(text_data, cls.max_json_depth)
 
     async def send_json(self, content: Any, close: Any = False) -> None:
         """Encode ``content`` with ``encode_json`` and send it as a text frame."""
