@@ -174,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    """Subcommands that live in their own packages (``bench``)."""
+    """Subcommands that live in their own modules (``bench``, ``token``)."""
     found = []
-    for name in ("channels_scale.bench.command",):
+    for name in ("channels_scale.bench.command", "channels_scale.auth"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
