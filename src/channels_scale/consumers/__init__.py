@@ -13,13 +13,10 @@
 
 from channels_scale.consumers.frames import FRAME_TYPE, FrameEvent, frame_event, group_send_json
 from channels_scale.consumers.guard import Refused
+from channels_scale.consumers.jsonconsumer import AsyncJsonWebsocketConsumer
 from channels_scale.consumers.limits import COUNTERS, ProtocolViolation
 from channels_scale.consumers.outgoing import SlowClient
-from channels_scale.consumers.websocket import (
-    OVERFLOW_NOTICE_TYPE,
-    AsyncJsonWebsocketConsumer,
-    AsyncWebsocketConsumer,
-)
+from channels_scale.consumers.websocket import OVERFLOW_NOTICE_TYPE, AsyncWebsocketConsumer
 
 __all__ = [
     "COUNTERS",

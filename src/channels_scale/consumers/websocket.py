@@ -26,9 +26,13 @@ Guarantees, the same as Channels' unless said:
   overlap: a message waits for the running handler to finish. Each source's messages are
   handled in the order they arrive; waiting sources take turns (no source starves the other).
 - **Stop.** A handler that raises ``StopConsumer`` (``websocket_disconnect`` does) ends the
-  consumer; any other exception ends it and propagates to the ASGI server, whichever source the
-  message came from. A handler that started is never cancelled by the consumer itself; a
-  handler is cancelled only when the server cancels the consumer.
+  consumer; any other exception, whichever source the message came from, ends it *without*
+  reaching the ASGI server (Channels lets it propagate): the connection is closed with a
+  documented code (1008 for :class:`~channels_scale.consumers.limits.ProtocolViolation`, 1013
+  for a slow client, 1011 otherwise, logged) and ``websocket_disconnect`` runs, so groups,
+  presence and buffers are released (:mod:`channels_scale.consumers.guard`). A handler that
+  started is never cancelled by the consumer itself; a handler is cancelled only when the
+  server cancels the consumer.
 - **No lost layer message.** The layer helper is cancelled only while it waits in
   ``channel_layer.receive()`` (the layer must make that cancel-safe, as Channels' in-memory
   layer and ``channels_scale.layer`` do) or while it holds a message for a consumer that has
@@ -36,16 +40,22 @@ Guarantees, the same as Channels' unless said:
   returned to a running consumer is always handled.
 - **Limits.** A frame longer than ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` (UTF-8 bytes, when the
   setting exists) is not passed to ``receive``: the consumer closes with 1009
-  (:attr:`CloseCode.MESSAGE_TOO_BIG`). In the JSON consumer, a binary frame or text that is not
-  JSON closes with 1008 (:attr:`CloseCode.POLICY_VIOLATION`); Channels raises instead, which
-  kills the consumer (the server then closes with 1011).
-- **Slow clients.** With ``channels_scale.layer.RedisChannelLayer`` configured with
-  ``"overflow_notice_type": "layer.overflow"``, a consumer whose buffer overflowed receives
-  ``{"type": "layer.overflow", "dropped": n, ...}``; :meth:`AsyncWebsocketConsumer.slow_client`
-  then closes with 1013 (:attr:`CloseCode.TRY_AGAIN_LATER`). Override it to choose otherwise.
-- **Low-level send.** ``send``/``send_json`` write to the ASGI ``send`` directly: an override of
-  the message-level ``AsyncConsumer.send(message)`` is not called for data frames (``accept`` and
-  ``close`` still go through it).
+  (:attr:`CloseCode.MESSAGE_TOO_BIG`). In the JSON consumer, a binary frame, text that is not
+  JSON, JSON nested deeper than ``max_json_depth`` or holding a lone surrogate closes with 1008
+  (:attr:`CloseCode.POLICY_VIOLATION`); Channels raises instead, which kills the consumer (the
+  server then closes with 1011). Rates, connections per user, idle timeout and authorization:
+  :mod:`channels_scale.consumers.guard`.
+- **Slow clients.** Everything the consumer sends goes through a per-connection queue bounded
+  in bytes (:mod:`channels_scale.consumers.outgoing`, ``WEBSOCKET_MAX_OUTGOING_BYTES``, 1 MiB
+  by default): a client that does not read is closed with 1013
+  (:attr:`CloseCode.TRY_AGAIN_LATER`) and no handler ever waits for it. With
+  ``channels_scale.layer.RedisChannelLayer`` configured with ``"overflow_notice_type":
+  "layer.overflow"``, a consumer whose layer buffer overflowed receives ``{"type":
+  "layer.overflow", "dropped": n, ...}``; :meth:`AsyncWebsocketConsumer.slow_client` then
+  closes with 1013 too. Override it to choose otherwise.
+- **Low-level send.** ``send``/``send_json`` put the ASGI message in that queue (``base_send``)
+  directly: an override of the message-level ``AsyncConsumer.send(message)`` is not called for
+  data frames (``accept`` and ``close`` still go through it).
 """
 
 from __future__ import annotations
@@ -63,12 +73,11 @@ from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers import dbhygiene
-from channels_scale.consumers.frames import FRAME_TYPE, frame_event
+from channels_scale.consumers.frames import FRAME_TYPE
 from channels_scale.consumers.guard import Guard
-from channels_scale.consumers.limits import ProtocolViolation, loads_bounded
 from channels_scale.consumers.outgoing import SlowClient
 
-__all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncJsonWebsocketConsumer", "AsyncWebsocketConsumer"]
+__all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncWebsocketConsumer"]
 
 Message = dict[str, Any]
 Receive = Any  # the ASGI ``receive`` callable
@@ -373,56 +382,3 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
         state instead of silently missing messages. Override to ignore or count instead.
         """
         raise SlowClient(f"the layer dropped {dropped} messages")
-
-
-class AsyncJsonWebsocketConsumer(
-    AsyncWebsocketConsumer,
-    channels_websocket.AsyncJsonWebsocketConsumer,  # type: ignore[misc]
-):
-    """Channels' ``AsyncJsonWebsocketConsumer`` on :class:`AsyncWebsocketConsumer`'s fast path.
-
-    Same API: ``receive_json``, ``send_json(content, close=)``, and the async classmethod hooks
-    ``encode_json``/``decode_json`` (override them to change the codec). Differs from Channels:
-
-    - a binary frame, or a text frame ``decode_json`` rejects with ``ValueError`` (malformed
-      JSON, nested deeper than :attr:`max_json_depth`, a lone surrogate), closes the connection
-      with 1008 (:attr:`CloseCode.POLICY_VIOLATION`) instead of raising (which in Channels
-      kills the consumer and the server closes with 1011);
-    - :meth:`group_send_json` encodes a broadcast once for the whole group.
-    """
-
-    #: deepest nesting of arrays/objects a frame may have (deeper: close 1008)
-    max_json_depth: ClassVar[int] = 32
-
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
-    ) -> None:
-        """Decode a text frame and call ``receive_json``; close 1008 on a malformed frame."""
-        if text_data is None:
-            raise ProtocolViolation("text frames only")
-        try:
-            content = await self.decode_json(text_data)
-        except ProtocolViolation:
-            raise
-        except (ValueError, RecursionError):
-            raise ProtocolViolation("invalid JSON") from None
-        await self.receive_json(content, **kwargs)
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        """``json.loads`` with a depth bound and no lone surrogates (ProtocolViolation)."""
-        return loads_bounded(text_data, cls.max_json_depth)
-
-    async def send_json(self, content: Any, close: Any = False) -> None:
-        """Encode ``content`` with ``encode_json`` and send it as a text frame."""
-        await self.send(text_data=await self.encode_json(content), close=close)
-
-    async def group_send_json(self, group: str, content: Any, type: str = FRAME_TYPE) -> str:
-        """Send ``content`` to every member of ``group``, encoded once with ``encode_json``.
-
-        Members handle it with :meth:`client_frame` (or a handler of your ``type`` that sends
-        ``event["text"]``); nobody decodes or re-encodes it. Returns the encoded text.
-        """
-        text: str = await self.encode_json(content)
-        await self.channel_layer.group_send(group, frame_event(text, type))
-        return text
