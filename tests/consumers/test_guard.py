@@ -257,6 +257,26 @@ async def test_authorize_refuses_a_group_with_4403() -> None:
     await staff.disconnect(timeout=wait())
 
 
+class Joiner(consumers.AsyncWebsocketConsumer):
+    async def authorize(self, action: str, group: str) -> bool:
+        return group != "secret"
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if await self.join_group(str(text_data)):
+            await self.send(text_data="joined " + str(text_data))
+
+
+async def test_join_group_after_accept_refused_with_4403() -> None:
+    ws = WebsocketCommunicator(Joiner.as_asgi(), "/ws/")
+    assert (await ws.connect(timeout=wait()))[0]
+    await ws.send_to(text_data="public")
+    assert await ws.receive_from(timeout=wait()) == "joined public"
+    await ws.send_to(text_data="secret")  # already accepted: the close comes at once
+    assert await ws.receive_output(timeout=wait()) == {
+        "type": "websocket.close", "code": CloseCode.FORBIDDEN, "reason": "forbidden"
+    }  # fmt: skip
+
+
 # -- unmatched paths --------------------------------------------------------------------------
 
 

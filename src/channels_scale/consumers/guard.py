@@ -105,6 +105,7 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._disconnecting = False  # websocket_disconnect started (it releases everything)
+        self._accepted = False  # accept() was called (a second one would be a protocol error)
         self._outgoing: OutgoingQueue | None = None
         self._connection_user: str | None = None  # counted in CONNECTIONS
         rate = self.message_rate
@@ -149,8 +150,14 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     async def forbid(self, group: str) -> None:
         """Close with 4403 (the handshake is accepted first, so the client sees the code)."""
         COUNTERS["forbidden"] += 1
-        await self.accept()
+        if not self._accepted:
+            await self.accept()
         await self.close(int(CloseCode.FORBIDDEN), "forbidden")
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        """Accept the handshake (Channels' ``accept``), remembering that it was."""
+        self._accepted = True
+        await super().accept(subprotocol=subprotocol, headers=headers)
 
     # -- connect: connections per user, then the class's groups --------------------------------
 
