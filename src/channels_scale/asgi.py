@@ -1,8 +1,8 @@
 """ASGI middleware that every worker of the stack wraps around the user's application.
 
 :class:`WorkerMiddleware` answers ``GET /healthz`` itself (the user's app is not called), naming the
-worker and counting its open websockets; nginx, HAProxy, ``channels-scale up`` and
-``channels-scale status`` use it.
+worker, counting its open websockets and how often each consumer limit answered (``limits``:
+docs/close-codes.md); nginx, HAProxy, ``channels-scale up`` and ``channels-scale status`` use it.
 
 :class:`OriginCheck` refuses websocket handshakes from a foreign browser origin and lets clients
 that send no ``Origin`` header (bench clients, mobile apps, servers) through.
@@ -56,8 +56,15 @@ class WorkerMiddleware:
             self.open_websockets -= 1
 
     async def _health(self, send: Send) -> None:
+        from channels_scale.consumers.limits import COUNTERS  # pure: no Django import
+
         body = json.dumps(
-            {"worker": self.worker_id, "pid": os.getpid(), "websockets": self.open_websockets}
+            {
+                "worker": self.worker_id,
+                "pid": os.getpid(),
+                "websockets": self.open_websockets,
+                "limits": dict(COUNTERS),
+            }
         ).encode()
         await send(
             {
