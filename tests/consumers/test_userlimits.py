@@ -45,3 +45,9 @@ def test_connection_counter() -> None:
         counter.release("a")
     counter.release("b")
     assert counter.open == {}
+
+
+async def test_without_redis_each_process_counts_alone() -> None:
+    limiter = UserRateLimiter(None, limit=3, window=60)
+    assert [await limiter.allow("alice") for _ in range(5)] == [True, True, True, False, False]
+    assert await limiter.allow("bob")

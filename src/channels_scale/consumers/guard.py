@@ -36,7 +36,6 @@ from typing import Any, ClassVar
 from channels.exceptions import StopConsumer
 from channels.generic import websocket as channels_websocket
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers.limits import COUNTERS, ProtocolViolation, TokenBucket
@@ -65,26 +64,22 @@ class Refused(Exception):
         self.counter = counter
 
 
-def limits_redis_url() -> str:
+def limits_redis_url() -> str | None:
     """The Redis of per-user limits: ``settings.CHANNELS_SCALE_LIMITS_REDIS_URL``, else the
-    default channel layer's first host.
-
-    Raises:
-        ImproperlyConfigured: neither is a Redis URL.
+    default channel layer's first host; None (each process counts alone) when neither is set.
     """
     url = getattr(settings, "CHANNELS_SCALE_LIMITS_REDIS_URL", None)
     if url:
         return str(url)
-    hosts = settings.CHANNEL_LAYERS.get("default", {}).get("CONFIG", {}).get("hosts") or []
+    layers = getattr(settings, "CHANNEL_LAYERS", {})
+    hosts = layers.get("default", {}).get("CONFIG", {}).get("hosts") or []
     if hosts:
         first = hosts[0]
         if isinstance(first, str):
             return first
         if isinstance(first, dict) and isinstance(first.get("address"), str):
             return str(first["address"])
-    raise ImproperlyConfigured(
-        "user_message_limit needs Redis: set CHANNELS_SCALE_LIMITS_REDIS_URL or a layer host"
-    )
+    return None
 
 
 class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]

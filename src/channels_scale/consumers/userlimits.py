@@ -10,7 +10,8 @@ over W workers may be refused up to ``W * lease`` messages early; never allowed 
 
 Redis unreachable (or slow past ``timeout``): the limiter lets the message through (the
 per-connection bucket still applies) and logs a warning at most once per ``window``. A Redis
-outage never closes a connection.
+outage never closes a connection. No Redis configured at all (e.g. Channels' in-memory layer in
+development): each process counts alone.
 
 **Connections per user** (:class:`ConnectionCounter`): counted per worker process (no Redis):
 a user can hold up to ``limit`` connections on each worker. Across workers the total is bounded by
@@ -46,7 +47,8 @@ class UserRateLimiter:
     """``limit`` messages per ``window`` seconds per user, shared by every worker through Redis.
 
     Args:
-        redis: a ``redis.asyncio.Redis`` client (of this event loop).
+        redis: a ``redis.asyncio.Redis`` client (of this event loop); None: count in this
+            process only.
         limit: messages per window per user.
         window: seconds.
         prefix: key prefix (keys: ``<prefix>:<user>:<window number>``).
@@ -86,6 +88,9 @@ class UserRateLimiter:
                 return False
         if len(self._local) > 10_000:  # entries of past windows: drop them all at once
             self._local = {k: v for k, v in self._local.items() if v[0] == number}
+        if self.redis is None:  # no Redis: this process counts alone
+            granted = self.limit if entry is None or entry[0] != number else 0
+            return self._spend(user, number, granted)
         key = f"{self.prefix}:{user}:{number}"
         ttl_ms = int(self.window * 2000)
         try:
@@ -100,6 +105,9 @@ class UserRateLimiter:
                 self._warned_window = number
                 logger.warning("per-user rate limit: Redis unreachable, allowing", exc_info=True)
             return True
+        return self._spend(user, number, granted)
+
+    def _spend(self, user: str, number: int, granted: int) -> bool:
         if granted <= 0:
             self._local[user] = (number, 0, True)
             return False
@@ -112,8 +120,11 @@ _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, UserRa
 )
 
 
-def limiter_for(url: str, limit: int, window: float) -> UserRateLimiter:
-    """The limiter of (Redis ``url``, ``limit``, ``window``) on the running event loop."""
+def limiter_for(url: str | None, limit: int, window: float) -> UserRateLimiter:
+    """The limiter of (Redis ``url``, ``limit``, ``window``) on the running event loop.
+
+    ``url`` None: no Redis; the limit is counted in this process only.
+    """
     import redis.asyncio
 
     loop = asyncio.get_running_loop()
@@ -121,9 +132,13 @@ def limiter_for(url: str, limit: int, window: float) -> UserRateLimiter:
     key = (url, limit, window)
     limiter = per_loop.get(key)
     if limiter is None:
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
-        )
+        client = None
+        if url is None:
+            logger.warning("per-user rate limit: no Redis configured, counting per process")
+        else:
+            client = redis.asyncio.Redis.from_url(
+                url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
+            )
         limiter = per_loop[key] = UserRateLimiter(client, limit, window)
     return limiter
 
