@@ -225,14 +225,16 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
             logger.info("%s closing with %d: %s", type(self).__name__, code, reason)
         close = {"type": "websocket.close", "code": code, "reason": reason}
         outgoing = self._outgoing
+        send = self.base_send
+        if isinstance(exc, SlowClient) and outgoing is not None:
+            # The queue is full of frames the client does not read: drop them and hand the
+            # close frame to the server itself.
+            await outgoing.abort()
+            send = self._server_send
         try:
-            if isinstance(exc, SlowClient) and outgoing is not None:
-                # The queue is full of frames the client does not read: drop them and try to
-                # send the close frame itself; past the timeout the server drops the socket.
-                await outgoing.abort()
-                await asyncio.wait_for(self._server_send(close), _FLUSH_TIMEOUT)
-            else:
-                await self.base_send(close)
+            # Bounded: the server's send waits while the client does not read; after the
+            # timeout the consumer ends and the server closes the transport.
+            await asyncio.wait_for(send(close), _FLUSH_TIMEOUT)
         except Exception:
             logger.debug("close after a failure could not be sent", exc_info=True)
         if not self._disconnecting:

@@ -7,7 +7,10 @@ notice is configured), and nothing closes the client until the server's ping tim
 or more). Here every message the consumer sends goes through this queue; one writer task per
 connection awaits the server's ``send``. Handlers and the layer task never wait for the client:
 they append and go on. When the bytes waiting pass ``limit`` the queue refuses the message and
-the consumer closes with 1013 (:attr:`~channels_scale.closecodes.CloseCode.TRY_AGAIN_LATER`).
+the consumer closes with 1013 (:attr:`~channels_scale.closecodes.CloseCode.TRY_AGAIN_LATER`):
+the queue is dropped, the close frame gets 2 s to reach the server, and the consumer ends (its
+groups and presence released). The socket is closed by the server once its buffer drains: ASGI
+gives an application no way to abort a transport (docs/close-codes.md).
 
 Size of a message: characters of a text frame (its UTF-8 size is at least that; counting
 characters costs nothing per message), bytes of a binary frame, 0 for control messages.
