@@ -29,7 +29,7 @@ Limits and close codes (:class:`channels_scale.closecodes.CloseCode`, docs/close
 - more than :attr:`ChatConsumer.message_rate` messages per second on one connection (bursts of
   :attr:`ChatConsumer.message_burst`), or :attr:`ChatConsumer.user_message_limit` per minute per
   user across workers, or more than :attr:`ChatConsumer.max_connections_per_user` connections of
-  one user on a worker: close ``4429`` (``RATE_LIMITED``);
+  one user across workers: close ``4429`` (``RATE_LIMITED``);
 - no frame for :attr:`ChatConsumer.idle_timeout` seconds (``client.js`` pings every 20 s): close
   ``4408`` (``IDLE_TIMEOUT``);
 - a client that does not read: close ``1013`` past ``WEBSOCKET_MAX_OUTGOING_BYTES`` queued;

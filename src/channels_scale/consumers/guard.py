@@ -16,8 +16,10 @@ its close code in docs/close-codes.md and counted in
 - **Rates**: :attr:`Guard.message_rate` / :attr:`Guard.message_burst` (per connection, a local
   token bucket) and :attr:`Guard.user_message_limit` per :attr:`Guard.user_message_window`
   seconds (per user across workers, :mod:`.userlimits`); over either: close 4429.
-- **Connections per user**: :attr:`Guard.max_connections_per_user` per worker process; over it:
-  the handshake is accepted, then closed with 4429 (so a browser sees the code).
+- **Connections per user**: :attr:`Guard.max_connections_per_user` across workers
+  (:mod:`.userconns`, Redis, entries that expire when a worker dies; without Redis: per
+  process); over it: the handshake is accepted, then closed with 4429 (so a browser sees the
+  code).
 - **Idle timeout**: :attr:`Guard.idle_timeout` seconds without a frame from the client: close
   4408.
 - **Authorization**: :meth:`Guard.authorize` (``"join"`` or ``"publish"`` a group) decides for
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -40,6 +43,7 @@ from django.conf import settings
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers.limits import COUNTERS, ProtocolViolation, TokenBucket
 from channels_scale.consumers.outgoing import DEFAULT_MAX_OUTGOING_BYTES, OutgoingQueue, SlowClient
+from channels_scale.consumers.userconns import registry_for
 from channels_scale.consumers.userlimits import CONNECTIONS, limiter_for
 
 logger = logging.getLogger("channels_scale.consumers")
@@ -92,7 +96,7 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     #: messages per :attr:`user_message_window` seconds per user, across workers; None: none
     user_message_limit: ClassVar[int | None] = None
     user_message_window: ClassVar[float] = 60.0
-    #: open connections per user in one worker process; None: no limit
+    #: open connections per user across workers (Redis; else per process); None: no limit
     max_connections_per_user: ClassVar[int | None] = None
     #: seconds without a frame from the client before closing with 4408; None: never
     idle_timeout: ClassVar[float | None] = None
@@ -102,7 +106,8 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         self._disconnecting = False  # websocket_disconnect started (it releases everything)
         self._accepted = False  # accept() was called (a second one would be a protocol error)
         self._outgoing: OutgoingQueue | None = None
-        self._connection_user: str | None = None  # counted in CONNECTIONS
+        self._connection_user: str | None = None  # counted in CONNECTIONS (and Redis)
+        self._connection_id = ""  # its entry in the Redis registry
         rate = self.message_rate
         self._bucket = None if rate is None else TokenBucket(rate, self.message_burst)
         self._limited = self._bucket is not None or self.user_message_limit is not None
@@ -158,20 +163,35 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def websocket_connect(self, message: Message) -> None:
         limit = self.max_connections_per_user
-        if limit is not None:
-            user = self.limit_user()
-            if user is not None:
-                if not CONNECTIONS.acquire(user, limit):
-                    COUNTERS["connections_per_user"] += 1
-                    await self.accept()
-                    await self.close(int(CloseCode.RATE_LIMITED), "too many connections")
-                    return
-                self._connection_user = user
+        user = None if limit is None else self.limit_user()
+        if (
+            limit is not None
+            and user is not None
+            and not await self._acquire_connection(user, limit)
+        ):
+            COUNTERS["connections_per_user"] += 1
+            await self.accept()
+            await self.close(int(CloseCode.RATE_LIMITED), "too many connections")
+            return
         for group in self.groups:
             if not await self.authorize("join", group):
                 await self.forbid(group)
                 return
         await super().websocket_connect(message)
+
+    async def _acquire_connection(self, user: str, limit: int) -> bool:
+        # This process first (no I/O), then every worker's through Redis when there is one.
+        if not CONNECTIONS.acquire(user, limit):
+            return False
+        url = limits_redis_url()
+        self._connection_id = uuid.uuid4().hex
+        if url is not None and not await registry_for(url).acquire(
+            user, self._connection_id, limit
+        ):
+            CONNECTIONS.release(user)
+            return False
+        self._connection_user = user
+        return True
 
     async def check_rate(self) -> None:
         """Spend one message of the connection's and the user's budgets.
@@ -249,6 +269,9 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         user, self._connection_user = self._connection_user, None
         if user is not None:
             CONNECTIONS.release(user)
+            url = limits_redis_url()
+            if url is not None:
+                await registry_for(url).release(user, self._connection_id)
         outgoing = self._outgoing
         if outgoing is not None:
             with contextlib.suppress(Exception):

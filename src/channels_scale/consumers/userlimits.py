@@ -13,9 +13,8 @@ per-connection bucket still applies) and logs a warning at most once per ``windo
 outage never closes a connection. No Redis configured at all (e.g. Channels' in-memory layer in
 development): each process counts alone.
 
-**Connections per user** (:class:`ConnectionCounter`): counted per worker process (no Redis):
-a user can hold up to ``limit`` connections on each worker. Across workers the total is bounded by
-``limit * workers``.
+**Connections per user** (:class:`ConnectionCounter`): counted in this process first (no I/O);
+across workers by :mod:`channels_scale.consumers.userconns` (Redis).
 """
 
 from __future__ import annotations
