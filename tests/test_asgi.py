@@ -154,7 +154,12 @@ async def test_worker_middleware_counts_open_websockets_and_answers_health() -> 
 
     await middleware({"type": "websocket", "headers": []}, receive, send)
     assert middleware.open_websockets == 0
+    from channels_scale.consumers import COUNTERS
+
+    COUNTERS["not_found"] += 1  # as if a handshake had matched no route
     await middleware({"type": "http", "path": "/healthz", "headers": []}, receive, send)
     body = json.loads(sent[-1]["body"])
     assert body["worker"] == "3"
     assert body["websockets"] == 0
+    assert body["limits"] == dict(COUNTERS)  # how often each consumer limit answered
+    assert body["limits"]["not_found"] >= 1

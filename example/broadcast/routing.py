@@ -1,7 +1,9 @@
 from django.urls import re_path
 
 from broadcast.consumers import broadcast_consumer
+from chat.models import ROOM_NAME_PATTERN
 
+# Same room names as the chat's: group-name characters, not "." or "..".
 websocket_urlpatterns = [
-    re_path(r"^ws/broadcast/(?P<room>[A-Za-z0-9_.-]{1,80})/$", broadcast_consumer().as_asgi()),
+    re_path(rf"^ws/broadcast/(?P<room>{ROOM_NAME_PATTERN})/$", broadcast_consumer().as_asgi()),
 ]

@@ -8,11 +8,16 @@ Server → client::
 
     {"type": "message", "id": 12, "user": "demo", "text": "hello", "created": "2025-...+00:00"}
     {"type": "error", "code": "text_too_long", "detail": "...", "max_chars": 2000}
+    {"type": "error", "code": "not_delivered" | "forbidden", "detail": "..."}
+
+Error codes are :class:`channels_scale.closecodes.ErrorCode` (docs/close-codes.md).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
+
+from channels_scale.closecodes import ErrorCode
 
 # A message longer than this (after stripping surrounding whitespace) is refused with an error
 # frame; the connection stays open.
@@ -57,11 +62,20 @@ def message_text(content: Any) -> str:
     return text.strip()
 
 
+def forbidden() -> ErrorFrame:
+    """The error frame sent back when the sender may no longer post in the room."""
+    return {
+        "type": "error",
+        "code": ErrorCode.FORBIDDEN,
+        "detail": "You are not a member of this room.",
+    }
+
+
 def not_delivered(message_id: int) -> ErrorFrame:
     """The error frame sent back when a stored message could not be published (Redis down)."""
     return {
         "type": "error",
-        "code": "not_delivered",
+        "code": ErrorCode.NOT_DELIVERED,
         "detail": "Saved, but the room could not be reached; others will see it on reload.",
         "id": message_id,
     }
@@ -71,7 +85,7 @@ def text_too_long(max_chars: int = MAX_TEXT_CHARS) -> ErrorFrame:
     """The error frame sent back for a message over ``max_chars`` characters."""
     return {
         "type": "error",
-        "code": "text_too_long",
+        "code": ErrorCode.TEXT_TOO_LONG,
         "detail": f"Messages are limited to {max_chars} characters.",
         "max_chars": max_chars,
     }

@@ -1,8 +1,9 @@
-from django.contrib.auth.views import LoginView, LogoutView
+from django.contrib.auth.views import LogoutView
 from django.urls import path, re_path
 
 from chat import views
 from chat.models import ROOM_NAME_PATTERN
+from chat.throttle import ThrottledLoginView
 
 app_name = "chat"
 
@@ -16,7 +17,9 @@ urlpatterns = [
     ),
     path(
         "login/",
-        LoginView.as_view(template_name="chat/login.html", redirect_authenticated_user=True),
+        ThrottledLoginView.as_view(
+            template_name="chat/login.html", redirect_authenticated_user=True
+        ),
         name="login",
     ),
     path("logout/", LogoutView.as_view(), name="logout"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from channels_scale.settings import channel_layers_from_env
+from channels_scale.settings import REDIS_URL_ENV, channel_layers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # from its last offset (channels_scale.history); the broadcast endpoint keeps none.
 CHANNEL_LAYERS = channel_layers_from_env(
     options={"history": {"chat.*": {"size": 1000, "ttl": 86400}}}
+)
+
+# Django's cache holds the failed-login counts (chat.throttle): the stack's Redis when there is
+# one, so every worker counts together; else this process's memory.
+if os.environ.get(REDIS_URL_ENV):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ[REDIS_URL_ENV],
+            "KEY_PREFIX": "example",
+        }
+    }
+LOGIN_FAILURES_PER_USER = 5
+LOGIN_FAILURES_PER_IP = 20
+LOGIN_FAILURE_WINDOW = 60  # seconds
+
+# A client that does not read is closed with 1013 once this many bytes wait for it
+# (channels_scale.consumers.outgoing; 0 turns the bound off).
+WEBSOCKET_MAX_OUTGOING_BYTES = int(
+    os.environ.get("CHANNELS_SCALE_MAX_OUTGOING_BYTES", str(1 << 20))
 )
 
 # Frames over this size close the websocket with 1009 (uvicorn enforces it too, from the same

@@ -1,10 +1,11 @@
 """ASGI middleware that every worker of the stack wraps around the user's application.
 
 :class:`WorkerMiddleware` answers ``GET /healthz`` itself (the user's app is not called), naming the
-worker and counting its open websockets; nginx, HAProxy, ``channels-scale up`` and
-``channels-scale status`` use it. It also answers ``GET /readyz`` (the worker's channel layer
-answers a send + receive round trip and the worker is not draining) and, for
-``channels-scale restart``, ``POST /drainz`` with the run directory's control token.
+worker, counting its open websockets, the handshakes refused at the doors (``refused``) and how
+often each consumer limit answered (``limits``: docs/close-codes.md); nginx, HAProxy,
+``channels-scale up`` and ``channels-scale status`` use it. It also answers ``GET /readyz`` (the
+worker's channel layer answers a send + receive round trip and the worker is not draining) and,
+for ``channels-scale restart``, ``POST /drainz`` with the run directory's control token.
 
 :class:`OriginCheck` refuses websocket handshakes for a ``Host`` outside ``ALLOWED_HOSTS`` (HTTP
 400, as Django answers over HTTP) and from a foreign browser origin (HTTP 403); clients that send
@@ -90,6 +91,8 @@ class WorkerMiddleware:
             self._websockets.pop(key, None)
 
     async def _health(self, send: Send) -> None:
+        from channels_scale.consumers.limits import COUNTERS  # pure: no Django import
+
         await _json_response(
             send,
             200,
@@ -98,6 +101,7 @@ class WorkerMiddleware:
                 "pid": os.getpid(),
                 "websockets": self.open_websockets,
                 "refused": dict(refusals),
+                "limits": dict(COUNTERS),
             },
         )
 

@@ -299,15 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    """Subcommands that live in their own packages (``bench``), or a placeholder naming the extra
-    to install when theirs is missing."""
+    """Subcommands that live in their own modules (``bench``, ``restart``, ``token``), or a
+    placeholder naming the extra to install when theirs is missing (None: the base install)."""
     found = []
-    commands_ = (
+    commands_: tuple[tuple[str, str, str | None, str], ...] = (
         ("channels_scale.bench.command", "bench", "bench", "load-test a websocket endpoint"),
         ("channels_scale.stack.restart", "restart", "server", "restart the workers of a stack"),
+        ("channels_scale.auth", "token", None, "issue a signed websocket token"),
     )
     for name, command, extra, help_text in commands_:
-        if extras.missing_modules(extra):
+        if extra is not None and extras.missing_modules(extra):
             found.append(extras.placeholder(command, extra, help=help_text))
             continue
         found.append(importlib.import_module(name).register)

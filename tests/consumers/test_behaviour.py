@@ -240,28 +240,40 @@ async def test_handler_by_type_in_order(client: Client) -> None:
         ]
 
 
-async def test_unknown_type_raises(client: Client) -> None:
+async def test_unknown_type_raises(client: Client, family: str, journal: Journal) -> None:
     layer = get_channel_layer()
     async with client() as ws:
         await connected(ws)
         await ws.send_to(text_data="whoami")
         channel = await ws.receive_from(timeout=wait())
         await layer.send(channel, {"type": "no.such.handler"})
-        error = await ended_with(ws)
-        assert isinstance(error, ValueError)
-        assert str(error) == "No handler for message type no.such.handler"
+        if family == "ours":  # closed with 1011 and released (disconnect ran); nothing raised
+            assert await close_code(ws) == CloseCode.INTERNAL_ERROR
+            assert await ended_with(ws) is None
+            assert journal.events[-1] == ("disconnect", CloseCode.INTERNAL_ERROR)
+        else:
+            error = await ended_with(ws)
+            assert isinstance(error, ValueError)
+            assert str(error) == "No handler for message type no.such.handler"
 
 
-async def test_handler_error_from_layer_ends_consumer(client: Client) -> None:
+async def test_handler_error_from_layer_ends_consumer(
+    client: Client, family: str, journal: Journal
+) -> None:
     layer = get_channel_layer()
     async with client() as ws:
         await connected(ws)
         await ws.send_to(text_data="whoami")
         channel = await ws.receive_from(timeout=wait())
         await layer.send(channel, {"type": "fail.now"})
-        error = await ended_with(ws)
-        assert isinstance(error, RuntimeError)
-        assert str(error) == "handler failed"
+        if family == "ours":
+            assert await close_code(ws) == CloseCode.INTERNAL_ERROR
+            assert await ended_with(ws) is None
+            assert journal.events[-1] == ("disconnect", CloseCode.INTERNAL_ERROR)
+        else:
+            error = await ended_with(ws)
+            assert isinstance(error, RuntimeError)
+            assert str(error) == "handler failed"
 
 
 async def test_stop_consumer_from_layer_ends_cleanly(client: Client) -> None:

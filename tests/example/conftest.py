@@ -57,3 +57,11 @@ def session_cookie() -> Callable[[User], bytes]:
 def fast_password_hashing(settings: Any) -> None:
     """Hashing with the default PBKDF2 costs ~0.2 s a user; these tests create many."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Failed-login counts (chat.throttle) live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -46,3 +46,14 @@ def test_puts_back_a_changed_password() -> None:
 def test_password_without_username_is_an_error() -> None:
     with pytest.raises(CommandError, match="--username"):
         run("--password", "x")
+
+
+def test_demo_users_are_members_of_the_demo_rooms() -> None:
+    from chat.management.commands.ensure_demo_user import DEMO_ROOMS
+    from chat.models import Room
+
+    run()
+    run("--username", "alice")
+    for name in DEMO_ROOMS:
+        members = Room.objects.get(name=name).members.values_list("username", flat=True)
+        assert sorted(members) == ["alice", "demo", "demo2"]

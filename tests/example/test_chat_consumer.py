@@ -60,9 +60,12 @@ async def test_foreign_origin_is_refused(make_user: MakeUser, session_cookie: Co
 async def test_two_users_receive_a_message_and_it_is_stored(
     make_user: MakeUser, session_cookie: Cookie
 ) -> None:
-    cookies = await database_sync_to_async(
-        lambda: [session_cookie(make_user(name)) for name in ("demo", "demo2", "eve")]
-    )()
+    def setup() -> list[bytes]:
+        users = [make_user(name) for name in ("demo", "demo2", "eve")]
+        Room.objects.create(name="lobby").members.add(*users[:2])
+        return [session_cookie(user) for user in users]
+
+    cookies = await database_sync_to_async(setup)()
     async with (
         websocket("/ws/chat/lobby/", cookies[0]) as alice,
         websocket("/ws/chat/lobby/", cookies[1]) as bob,

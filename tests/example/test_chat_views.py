@@ -77,6 +77,7 @@ def test_room_page_shows_the_last_messages_oldest_first(
 ) -> None:
     demo = make_user("demo")
     room = Room.objects.create(name="lobby")
+    room.members.add(demo)
     Message.objects.bulk_create(
         Message(room=room, user=demo, text=f"msg-{i:03d}") for i in range(HISTORY_SIZE + 10)
     )
@@ -95,7 +96,9 @@ def test_room_page_shows_the_last_messages_oldest_first(
 
 def test_room_page_escapes_message_text(client: Client, make_user: Callable[[str], User]) -> None:
     demo = make_user("demo")
-    Message.objects.create(room=Room.objects.create(name="lobby"), user=demo, text="<b>hi</b>")
+    lobby = Room.objects.create(name="lobby")
+    lobby.members.add(demo)
+    Message.objects.create(room=lobby, user=demo, text="<b>hi</b>")
     client.force_login(demo)
     page = client.get("/rooms/lobby/").content
     assert b"&lt;b&gt;hi&lt;/b&gt;" in page

@@ -26,9 +26,13 @@ Guarantees, the same as Channels' unless said:
   overlap: a message waits for the running handler to finish. Each source's messages are
   handled in the order they arrive; waiting sources take turns (no source starves the other).
 - **Stop.** A handler that raises ``StopConsumer`` (``websocket_disconnect`` does) ends the
-  consumer; any other exception ends it and propagates to the ASGI server, whichever source the
-  message came from. A handler that started is never cancelled by the consumer itself; a
-  handler is cancelled only when the server cancels the consumer.
+  consumer; any other exception, whichever source the message came from, ends it *without*
+  reaching the ASGI server (Channels lets it propagate): the connection is closed with a
+  documented code (1008 for :class:`~channels_scale.consumers.limits.ProtocolViolation`, 1013
+  for a slow client, 1011 otherwise, logged) and ``websocket_disconnect`` runs, so groups,
+  presence and buffers are released (:mod:`channels_scale.consumers.guard`). A handler that
+  started is never cancelled by the consumer itself; a handler is cancelled only when the
+  server cancels the consumer.
 - **No lost layer message.** The layer helper is cancelled only while it waits in
   ``channel_layer.receive()`` (the layer must make that cancel-safe, as Channels' in-memory
   layer and ``channels_scale.layer`` do) or while it holds a message for a consumer that has
@@ -36,16 +40,22 @@ Guarantees, the same as Channels' unless said:
   returned to a running consumer is always handled.
 - **Limits.** A frame longer than ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` (UTF-8 bytes, when the
   setting exists) is not passed to ``receive``: the consumer closes with 1009
-  (:attr:`CloseCode.MESSAGE_TOO_BIG`). In the JSON consumer, a binary frame or text that is not
-  JSON closes with 1008 (:attr:`CloseCode.POLICY_VIOLATION`); Channels raises instead, which
-  kills the consumer (the server then closes with 1011).
-- **Slow clients.** With ``channels_scale.layer.RedisChannelLayer`` configured with
-  ``"overflow_notice_type": "layer.overflow"``, a consumer whose buffer overflowed receives
-  ``{"type": "layer.overflow", "dropped": n, ...}``; :meth:`AsyncWebsocketConsumer.slow_client`
-  then closes with 1013 (:attr:`CloseCode.TRY_AGAIN_LATER`). Override it to choose otherwise.
-- **Low-level send.** ``send``/``send_json`` write to the ASGI ``send`` directly: an override of
-  the message-level ``AsyncConsumer.send(message)`` is not called for data frames (``accept`` and
-  ``close`` still go through it).
+  (:attr:`CloseCode.MESSAGE_TOO_BIG`). In the JSON consumer, a binary frame, text that is not
+  JSON, JSON nested deeper than ``max_json_depth`` or holding a lone surrogate closes with 1008
+  (:attr:`CloseCode.POLICY_VIOLATION`); Channels raises instead, which kills the consumer (the
+  server then closes with 1011). Rates, connections per user, idle timeout and authorization:
+  :mod:`channels_scale.consumers.guard`.
+- **Slow clients.** Everything the consumer sends goes through a per-connection queue bounded
+  in bytes (:mod:`channels_scale.consumers.outgoing`, ``WEBSOCKET_MAX_OUTGOING_BYTES``, 1 MiB
+  by default): a client that does not read is closed with 1013
+  (:attr:`CloseCode.TRY_AGAIN_LATER`) and no handler ever waits for it. With
+  ``channels_scale.layer.RedisChannelLayer`` configured with ``"overflow_notice_type":
+  "layer.overflow"``, a consumer whose layer buffer overflowed receives ``{"type":
+  "layer.overflow", "dropped": n, ...}``; :meth:`AsyncWebsocketConsumer.slow_client` then
+  closes with 1013 too. Override it to choose otherwise.
+- **Low-level send.** ``send``/``send_json`` put the ASGI message in that queue (``base_send``)
+  directly: an override of the message-level ``AsyncConsumer.send(message)`` is not called for
+  data frames (``accept`` and ``close`` still go through it).
 """
 
 from __future__ import annotations
@@ -63,9 +73,11 @@ from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers import dbhygiene
-from channels_scale.consumers.frames import FRAME_TYPE, frame_event
+from channels_scale.consumers.frames import FRAME_TYPE
+from channels_scale.consumers.guard import Guard
+from channels_scale.consumers.outgoing import SlowClient
 
-__all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncJsonWebsocketConsumer", "AsyncWebsocketConsumer"]
+__all__ = ["OVERFLOW_NOTICE_TYPE", "AsyncWebsocketConsumer"]
 
 Message = dict[str, Any]
 Receive = Any  # the ASGI ``receive`` callable
@@ -90,7 +102,7 @@ def _too_big(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
+class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     """Channels' ``AsyncWebsocketConsumer``, with the per-message path made cheap.
 
     A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
@@ -123,20 +135,31 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     # -- the ASGI application and its loop ----------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        """Run the consumer for one connection (the ASGI application, as Channels')."""
+        """Run the consumer for one connection (the ASGI application, as Channels').
+
+        Whatever a handler raises ends here: the connection is closed with the code of
+        :meth:`~channels_scale.consumers.guard.Guard.close_code_for` and the consumer's
+        ``websocket_disconnect`` runs (groups, presence, ``disconnect``); nothing propagates to
+        the server but a cancellation.
+        """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.base_send = send
+        self.base_send = self._open_outgoing(send)
         try:
-            if self.channel_layer is None:
-                dispatch = self.dispatch
-                while True:
-                    await dispatch(await receive())
-            else:
-                self.channel_name = await self.channel_layer.new_channel()
-                await self._run(receive)
-        except StopConsumer:
-            pass
+            try:
+                if self.channel_layer is None:
+                    dispatch = self.dispatch
+                    while True:
+                        await dispatch(await self._receive_frame(receive))
+                else:
+                    self.channel_name = await self.channel_layer.new_channel()
+                    await self._run(receive)
+            except StopConsumer:
+                pass
+            except Exception as exc:
+                await self._fail(exc)
+        finally:
+            await self._finish()
 
     @property
     def channel_receive(self) -> Any:
@@ -151,9 +174,10 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
         if main is None:  # pragma: no cover - __call__ always runs in a task
             raise RuntimeError("a consumer must run in an asyncio task")
         layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
+        receive_frame = self._receive_frame
         try:
             while True:
-                message = await receive()
+                message = await receive_frame(receive)
                 await self._handle_in_turn(message)
         except asyncio.CancelledError:
             failure = self._failure
@@ -287,7 +311,10 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     # -- websocket events ---------------------------------------------------------------------
 
     async def websocket_receive(self, message: Message) -> None:
-        """A frame from the client: checked against the size limit, then given to ``receive``."""
+        """A frame from the client: checked against the rate and size limits, then given to
+        ``receive``."""
+        if self._limited:
+            await self.check_rate()
         limit: int | None = getattr(settings, "WEBSOCKET_MAX_MESSAGE_BYTES", None)
         text = message.get("text")
         if text is not None:
@@ -304,6 +331,7 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
 
     async def websocket_disconnect(self, message: Message) -> None:
         """The client is gone: leave ``groups``, call ``disconnect``, stop the consumer."""
+        self._disconnecting = True
         try:
             for group in self.groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -349,51 +377,8 @@ class AsyncWebsocketConsumer(channels_websocket.AsyncWebsocketConsumer):  # type
     async def slow_client(self, dropped: int) -> None:
         """Hook: the client could not keep up and ``dropped`` messages were lost for it.
 
-        The default closes with 1013 (try again later): a client that reconnects resumes from a
-        fresh state instead of silently missing messages. Override to ignore or count instead.
+        The default raises :class:`~channels_scale.consumers.outgoing.SlowClient`: the consumer
+        closes with 1013 (try again later), so a client that reconnects resumes from a fresh
+        state instead of silently missing messages. Override to ignore or count instead.
         """
-        await self.close(int(CloseCode.TRY_AGAIN_LATER), "too slow")
-
-
-class AsyncJsonWebsocketConsumer(
-    AsyncWebsocketConsumer,
-    channels_websocket.AsyncJsonWebsocketConsumer,  # type: ignore[misc]
-):
-    """Channels' ``AsyncJsonWebsocketConsumer`` on :class:`AsyncWebsocketConsumer`'s fast path.
-
-    Same API: ``receive_json``, ``send_json(content, close=)``, and the async classmethod hooks
-    ``encode_json``/``decode_json`` (override them to change the codec). Differs from Channels:
-
-    - a binary frame, or a text frame ``decode_json`` rejects with ``ValueError`` (malformed
-      JSON), closes the connection with 1008 (:attr:`CloseCode.POLICY_VIOLATION`) instead of
-      raising (which in Channels kills the consumer and the server closes with 1011);
-    - :meth:`group_send_json` encodes a broadcast once for the whole group.
-    """
-
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
-    ) -> None:
-        """Decode a text frame and call ``receive_json``; close 1008 on a malformed frame."""
-        if text_data is None:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "text frames only")
-            return
-        try:
-            content = await self.decode_json(text_data)
-        except ValueError:
-            await self.close(int(CloseCode.POLICY_VIOLATION), "invalid JSON")
-            return
-        await self.receive_json(content, **kwargs)
-
-    async def send_json(self, content: Any, close: Any = False) -> None:
-        """Encode ``content`` with ``encode_json`` and send it as a text frame."""
-        await self.send(text_data=await self.encode_json(content), close=close)
-
-    async def group_send_json(self, group: str, content: Any, type: str = FRAME_TYPE) -> str:
-        """Send ``content`` to every member of ``group``, encoded once with ``encode_json``.
-
-        Members handle it with :meth:`client_frame` (or a handler of your ``type`` that sends
-        ``event["text"]``); nobody decodes or re-encodes it. Returns the encoded text.
-        """
-        text: str = await self.encode_json(content)
-        await self.channel_layer.group_send(group, frame_event(text, type))
-        return text
+        raise SlowClient(f"the layer dropped {dropped} messages")

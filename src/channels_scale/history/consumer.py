@@ -66,7 +66,7 @@ def parse_position(query_string: bytes) -> tuple[Position | None, str | None]:
     prev = query.get("prev", [None])[0]
     epoch = query.get("epoch", [""])[0]
     offset = query.get("offset", [""])[0]
-    if not epoch or not offset.isdigit() or len(epoch) > 64:
+    if not epoch or not (offset.isascii() and offset.isdigit()) or len(epoch) > 64:
         return None, prev
     return Position(epoch, int(offset)), prev
 

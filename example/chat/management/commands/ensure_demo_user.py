@@ -1,7 +1,9 @@
 """``manage.py ensure_demo_user``: the accounts the demo logs in with, created once.
 
-Without options it ensures ``demo`` / ``demo`` and ``demo2`` / ``demo2`` (two people to chat).
-With ``--username`` (and ``--password``, default: the username) it ensures that one account.
+Without options it ensures ``demo`` / ``demo`` and ``demo2`` / ``demo2`` (two people to chat), and
+the demo rooms (:data:`DEMO_ROOMS`) with both as members (rooms have members: others get 4403).
+With ``--username`` (and ``--password``, default: the username) it ensures that one account and
+makes it a member of the demo rooms.
 Running it again changes nothing; a user whose password differs gets the given one back.
 """
 
@@ -13,7 +15,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from chat.models import Room
+
 DEMO_USERS = (("demo", "demo"), ("demo2", "demo2"))
+# "lobby": the room to try first; "e2e": the room the browser end-to-end test uses.
+DEMO_ROOMS = ("lobby", "e2e")
 
 
 class Command(BaseCommand):
@@ -36,6 +42,16 @@ class Command(BaseCommand):
             accounts = [(username, password if password is not None else username)]
         for name, secret in accounts:
             self.stdout.write(f"{ensure_user(name, secret)} user {name}")
+        ensure_demo_rooms([name for name, _ in accounts])
+
+
+def ensure_demo_rooms(usernames: list[str]) -> None:
+    """The demo rooms exist and the given users are members of each."""
+    model = get_user_model()
+    users = list(model._default_manager.filter(**{f"{model.USERNAME_FIELD}__in": usernames}))
+    for name in DEMO_ROOMS:
+        room, _ = Room.objects.get_or_create(name=name)
+        room.members.add(*users)
 
 
 def ensure_user(username: str, password: str) -> str:
