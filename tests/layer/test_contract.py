@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 
-from tests.layer.conftest import LayerFactory, scaled
+from tests.layer.conftest import LayerFactory, LayerPair, scaled, wait_for_value
 
 
 async def recv(layer: Any, channel: str, within: float = 5) -> dict[str, Any]:
@@ -106,6 +106,14 @@ async def test_capacity_process_channel(layer_factory: LayerFactory) -> None:
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "t"})
     await layer.send(channel, {"type": "t"})
+    if isinstance(layer, LayerPair):
+        # a channel of another process: the sender cannot know, the receiver applies the
+        # overflow policy (drop-oldest) and counts the drop (docs/layer.md, "Full")
+        await layer.send(channel, {"type": "t", "n": "last"})
+        await wait_for_value(lambda: layer.there.stats()["dropped_overflow"] == 1)
+        assert (await recv(layer, channel)) == {"type": "t"}
+        assert (await recv(layer, channel)) == {"type": "t", "n": "last"}
+        return
     with pytest.raises(ChannelFull):
         await layer.send(channel, {"type": "t"})
 

@@ -128,6 +128,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
         All channels of one process (event loop) share its inbox: one pub/sub subscription for
         all of them. Only this event loop may ``receive()`` on it.
+
+        Raises:
+            TypeError: the prefix is so long that the name would exceed ``MAX_NAME_LENGTH``.
         """
         return await self._layer().new_channel(prefix)
 
@@ -150,6 +153,10 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
         Never raises because Redis is down. Cancelling it loses no message. When several
         ``receive()`` wait on one channel, one of them gets each message.
+
+        Raises:
+            TypeError: bad channel name.
+            ChannelNotLocal: a process-specific channel of another process or event loop.
         """
         layer = self._layers.get(asyncio.get_running_loop())
         if layer is not None:
@@ -161,6 +168,10 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 return await layer.receive_from(buffer)
         self.require_valid_channel_name(channel)
         return await self._layer().receive(channel)
+
+    def owns(self, channel: str) -> bool:
+        """True when ``channel`` is a process-specific channel of the running event loop."""
+        return self._layer().owns(channel)
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (renews its membership for ``group_expiry`` seconds).
@@ -233,7 +244,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         return Keys(self.config.prefix)
 
     async def flush(self) -> None:
-        """Delete every Redis key of this prefix, and this loop's buffers and groups."""
+        """Delete every Redis key of this prefix and every group membership and buffered message
+        of every process (event loop) using it; the other processes drop theirs when the flush
+        notice reaches them through pub/sub."""
         await self._layer().flush()
 
     async def close(self) -> None:

@@ -163,23 +163,32 @@ class Shard:
             LayerUnavailable: Redis was unreachable for the whole ``send_timeout``.
             redis.exceptions.ResponseError: Redis answered with an error.
         """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             reply = await self.pipe.request(data)
         except REDIS_DOWN_ERRORS as exc:
-            reply = await self._execute_retrying(what, data, exc)
+            # the deadline counts from the first try (its reply may have been late, not lost:
+            # the pipe's watchdog gave up after send_timeout), so retries never extend it
+            reply = await self._execute_retrying(
+                what, data, exc, started + self.config.send_timeout
+            )
         if type(reply) is ReplyError:
             raise redis.exceptions.ResponseError(str(reply))
         return reply
 
-    async def _execute_retrying(self, what: str, data: bytes, first: BaseException) -> Any:
-        deadline = asyncio.get_running_loop().time() + self.config.send_timeout
+    async def _execute_retrying(
+        self, what: str, data: bytes, first: BaseException, deadline: float
+    ) -> Any:
+        loop = asyncio.get_running_loop()
         attempt = 0
         exc = first
         while True:
             await self._wait_to_retry(what, exc, deadline, attempt)
             attempt += 1
             try:
-                return await self.pipe.request(data)
+                async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
+                    return await self.pipe.request(data)
             except REDIS_DOWN_ERRORS as error:
                 exc = error
 

@@ -25,15 +25,20 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
 from redis.asyncio import Redis
 
-from channels_scale.exceptions import ChannelFull
+from channels_scale.exceptions import ChannelFull, ChannelNotLocal
 from channels_scale.history.merge import StreamState
 from channels_scale.layer import codec, history
+from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.buffer import ChannelBuffer, Entry, OverflowPolicy
 from channels_scale.layer.codec import Message
 from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Script, Shard
 from channels_scale.layer.naming import (
+    CHANNEL_SUFFIX_LENGTH,
+    INBOX_ID_LENGTH,
+    TOKEN_LENGTH,
     Keys,
     inbox_of,
     make_channel_name,
@@ -66,6 +71,12 @@ return 1
 """)
 _HISTORY_SEND = Script(history.GROUP_SEND_HISTORY)
 
+#: what a blocking pop waits out and retries: Redis down, or refusing (NOREPLICAS, READONLY...)
+_POP_RETRY_ERRORS: tuple[type[BaseException], ...] = (
+    *REDIS_DOWN_ERRORS,
+    redis.exceptions.ResponseError,
+)
+
 #: how long an idle blocking-pop task lingers for the next receive() before it stops, seconds
 PULLER_LINGER = 10.0
 
@@ -81,9 +92,14 @@ class LoopLayer:
         self.keys = Keys(config.prefix)
         self.router = ShardRouter(len(config.hosts))
         self.inbox_id = new_inbox_id()
+        #: the id senders number frames under; a new one (inbox id + generation) when the
+        #: sequence table is reset, so receivers never see numbering start again at 1
+        self.origin = self.inbox_id
+        self._generation = 0
         self.shards = [Shard(i, h, config, self.counters) for i, h in enumerate(config.hosts)]
         self._readers: dict[int, PubSubReader] = {}
         self._inbox_channel = self.keys.inbox(self.inbox_id).encode()
+        self._flush_channel = self.keys.flush_channel().encode()
         self._inbox_shard = self.router.shard_for(self.inbox_id)
         self._buffers: dict[str, ChannelBuffer] = {}
         # group -> {channel: time added}, in the order added (oldest first, for group_expiry)
@@ -113,7 +129,11 @@ class LoopLayer:
     def _next_seq(self, key: str) -> int:
         seq = self._seq.get(key, 0) + 1
         if seq == 1 and len(self._seq) >= 100_000:
-            self._seq.clear()  # receivers follow a restart at 1
+            # bound memory: forget every counter and number under a new origin (a receiver
+            # would take a second "1" from the same origin for a duplicate)
+            self._seq.clear()
+            self._generation += 1
+            self.origin = f"{self.inbox_id}:{self._generation}"
         self._seq[key] = seq
         return seq
 
@@ -121,7 +141,7 @@ class LoopLayer:
         buffer = self._buffers.get(channel)
         if buffer is None:
             buffer = self._buffers[channel] = ChannelBuffer(
-                self.owner.get_capacity(channel), self.config.overflow
+                self.owner.get_capacity(channel), self.config.overflow, self.counters
             )
             if self._housekeeping is None:
                 self._housekeeping = asyncio.get_running_loop().create_task(self._sweep())
@@ -190,9 +210,9 @@ class LoopLayer:
     def _drop_group(self, group: str) -> None:
         self._groups.pop(group, None)
         self._gaps.forget(group)
-        self._spawn(
-            self._reader(self.router.shard_for(group)).unsubscribe(self.keys.group(group).encode())
-        )
+        # written now, not in a task: a group_add of the same group later in this loop turn
+        # must find it unsubscribing and subscribe again after it
+        self._reader(self.router.shard_for(group)).unsubscribe(self.keys.group(group).encode())
 
     def _on_pubsub(self, channel: bytes, data: bytes) -> None:
         try:
@@ -203,7 +223,7 @@ class LoopLayer:
         self.counters.received += 1
         kind = frame.kind
         if kind == codec.GROUP:
-            if frame.origin == self.inbox_id:
+            if frame.origin[:INBOX_ID_LENGTH] == self.inbox_id:
                 return  # delivered locally by group_send already
             if not self._check_seq(frame.target, frame):
                 return
@@ -213,12 +233,17 @@ class LoopLayer:
                 payload[history.OFFSET_KEY] = frame.offset
             self._fanout(frame.target, (frame.expires_at, frame.payload))
             return
+        if kind == codec.FLUSH:
+            if frame.origin[:INBOX_ID_LENGTH] != self.inbox_id:
+                self._flush_local()
+            return
         if not self._check_seq("", frame):
             return
         if kind == codec.MESSAGE:
             self._deliver(frame.target, (frame.expires_at, frame.payload))
         elif kind == codec.GROUP_ADD:
-            self._spawn(self._local_group_add(frame.payload, frame.target))
+            # applied inline, like GROUP_DISCARD: control frames of one inbox apply in order
+            self._join(frame.payload, frame.target)
         elif kind == codec.GROUP_DISCARD:
             self._local_group_discard(frame.payload, frame.target)
         else:
@@ -233,10 +258,23 @@ class LoopLayer:
     # -- process-specific channels ------------------------------------------------------------
 
     async def new_channel(self, prefix: str) -> str:
-        await self._reader(self._inbox_shard).subscribe(self._inbox_channel)
-        channel = make_channel_name(prefix, self.inbox_id, random_token(12))
+        channel = make_channel_name(prefix, self.inbox_id, random_token(TOKEN_LENGTH))
+        limit = self.owner.MAX_NAME_LENGTH  # Channels: names shorter than this
+        if len(channel) >= limit:
+            longest = limit - 1 - CHANNEL_SUFFIX_LENGTH - 1  # the dot after the prefix
+            raise TypeError(
+                f"new_channel prefix {prefix!r} is too long: channel names have fewer than "
+                f"{limit} characters, so the prefix at most {longest}"
+            )
+        reader = self._reader(self._inbox_shard)
+        reader.want(self._flush_channel)  # flush() of any process reaches this loop's groups
+        await reader.subscribe(self._inbox_channel)
         self._buffer(channel)
         return channel
+
+    def owns(self, channel: str) -> bool:
+        """True for a process-specific channel of this loop's inbox."""
+        return "!" in channel and inbox_of(channel) == self.inbox_id
 
     async def send(self, channel: str, message: Message) -> None:
         config = self.config
@@ -252,7 +290,7 @@ class LoopLayer:
             key = self.keys.inbox(inbox)
             frame = codec.pack_frame(
                 codec.MESSAGE,
-                self.inbox_id,
+                self.origin,
                 self._next_seq(key),
                 time.time() + config.expiry,
                 channel,
@@ -263,7 +301,7 @@ class LoopLayer:
             return
         frame = codec.pack_frame(
             codec.MESSAGE,
-            self.inbox_id,
+            self.origin,
             0,
             time.time() + config.expiry,
             channel,
@@ -290,12 +328,25 @@ class LoopLayer:
         return self._buffers.get(channel)
 
     async def receive(self, channel: str) -> Message:
+        self.check_receivable(channel)
         buffer = self._buffers.get(channel)
         if buffer is None:
             buffer = self._buffer(channel)
         if "!" not in channel:
             self._want_queue(channel)
         return await self.receive_from(buffer)
+
+    def check_receivable(self, channel: str) -> None:
+        """Raise at once for a process-specific channel this loop cannot own.
+
+        Raises:
+            ChannelNotLocal: the channel belongs to another process or event loop.
+        """
+        if "!" in channel and inbox_of(channel) != self.inbox_id:
+            raise ChannelNotLocal(
+                f"receive({channel!r}): the channel belongs to another process or event loop "
+                "(a new_channel() name can only be received on the event loop that made it)"
+            )
 
     async def receive_from(self, buffer: ChannelBuffer) -> Message:
         """Wait for the next message of ``buffer`` (cancellable without losing a message)."""
@@ -350,6 +401,7 @@ class LoopLayer:
         client: Redis = self.shards[shard].blocking_client
         key = self.keys.queue(channel)
         buffer = self._buffer(channel)
+        config = self.config
         attempt = 0
         try:
             while True:
@@ -362,11 +414,16 @@ class LoopLayer:
                         return
                 try:
                     item = await client.blpop([key], timeout=BLOCKING_POP_TIMEOUT)
-                except REDIS_DOWN_ERRORS:
-                    await asyncio.sleep(
-                        min(self.config.backoff_cap, self.config.backoff_base * 2**attempt)
-                    )
-                    attempt = min(attempt + 1, 16)
+                except _POP_RETRY_ERRORS as exc:
+                    # an error reply (NOREPLICAS, READONLY, MISCONF) is a Redis that refuses
+                    # for now, like one that is down: wait and pop again, never end the task
+                    if isinstance(exc, redis.exceptions.ResponseError):
+                        self.counters.error_replies += 1
+                        if attempt == 0:
+                            logger.warning("blocking pop on %s refused: %s", channel, exc)
+                    delay = full_jitter(attempt, config.backoff_base, config.backoff_cap)
+                    await asyncio.sleep(delay)
+                    attempt += 1
                     continue
                 attempt = 0
                 if item is None:
@@ -389,7 +446,10 @@ class LoopLayer:
         if "!" in channel:
             inbox = inbox_of(channel)
             if inbox == self.inbox_id:
-                await self._local_group_add(group, channel)
+                if self._join(group, channel) is not None:
+                    await self._reader(self.router.shard_for(group)).subscribe(
+                        self.keys.group(group).encode()
+                    )
             else:
                 await self._control(codec.GROUP_ADD, inbox, group, channel)
             return
@@ -407,13 +467,17 @@ class LoopLayer:
 
         await self.shards[shard].call(record, "group_add")
 
-    async def _local_group_add(self, group: str, channel: str) -> None:
+    def _join(self, group: str, channel: str) -> asyncio.Future[None] | None:
+        """Add a local channel to ``group`` now; subscribing (if needed) is written now too.
+
+        Returns the future of the subscription's confirmation, None when already subscribed.
+        """
         members = self._groups.get(group)
         if members is None:
             members = self._groups[group] = {}
         members.pop(channel, None)  # re-adding renews: keep insertion order == age order
         members[channel] = time.time()
-        await self._reader(self.router.shard_for(group)).subscribe(self.keys.group(group).encode())
+        return self._reader(self.router.shard_for(group)).want(self.keys.group(group).encode())
 
     def _local_group_discard(self, group: str, channel: str) -> None:
         members = self._groups.get(group)
@@ -439,7 +503,7 @@ class LoopLayer:
         key = self.keys.inbox(inbox)
         frame = codec.pack_frame(
             kind,
-            self.inbox_id,
+            self.origin,
             self._next_seq(key),
             time.time() + self.config.expiry,
             channel,
@@ -451,10 +515,11 @@ class LoopLayer:
     async def group_send(self, group: str, message: Message, keep: bool = True) -> None:
         config = self.config
         key = self.keys.group(group)
+        seq = self._next_seq(key)
         frame = codec.pack_frame(
             codec.GROUP,
-            self.inbox_id,
-            self._next_seq(key),
+            self.origin,
+            seq,
             time.time() + config.expiry,
             group,
             message,
@@ -463,7 +528,7 @@ class LoopLayer:
         if self._history and keep:
             rule = self._history.rule_for(group)
             if rule is not None:
-                await self._group_send_history(group, key, frame, rule)
+                await self._group_send_history(group, key, frame, rule, f"{self.origin}:{seq}")
                 return
         if group in self._groups:
             local = codec.unpack_frame(frame)
@@ -478,17 +543,25 @@ class LoopLayer:
                 await self._queue_push(member.decode(), frame)
 
     async def _group_send_history(
-        self, group: str, key: str, frame: bytes, rule: history.HistoryRule
+        self, group: str, key: str, frame: bytes, rule: history.HistoryRule, send_id: str
     ) -> None:
-        """One script stores the frame in the group's stream and publishes it with its offset."""
+        """One script stores the frame in the group's stream and publishes it with its offset,
+        once per ``send_id`` (a retry after a lost reply finds the first try's offset)."""
         shard = self.router.shard_for(group)
-        keys: list[bytes | str] = [key, self.keys.group_queues(group), *self.keys.history(group)]
+        keys: list[bytes | str] = [
+            key,
+            self.keys.group_queues(group),
+            *self.keys.history(group),
+            self.keys.idempotency(group, send_id),
+        ]
         args: list[bytes | float | int | str] = [
             history.with_history_header(frame),
             time.time() - self.config.group_expiry,
             random_token(16),
             rule.size,
             int(rule.ttl * 1000),
+            # retries stop after send_timeout (plus one watchdog period): keep it a while longer
+            int(self.config.send_timeout * 3000) + 1000,
         ]
         result = await self.shards[shard].run_script("group_send", _HISTORY_SEND, keys, args)
         self.counters.published += 1
@@ -543,12 +616,18 @@ class LoopLayer:
 
     # -- flush, housekeeping, close -------------------------------------------------------------
 
-    async def flush(self) -> None:
+    def _flush_local(self) -> None:
         for buffer in self._buffers.values():
             buffer.clear()
         for group in list(self._groups):
             self._drop_group(group)
         self._gaps.clear()
+
+    async def flush(self) -> None:
+        """Drop this loop's buffers and groups, delete the prefix' keys, then tell every other
+        process of the prefix to drop its groups and buffers (Channels: flush removes all
+        groups)."""
+        self._flush_local()
         pattern = self.keys.pattern()
 
         async def unlink_all(client: Redis) -> None:
@@ -563,6 +642,12 @@ class LoopLayer:
 
         for shard in self.shards:
             await shard.call(unlink_all, "flush")
+        frame = codec.pack_frame(
+            codec.FLUSH, self.origin, 0, time.time() + self.config.expiry, "", None, 64
+        )
+        channel = self.keys.flush_channel()
+        for shard in self.shards:  # each process listens on its inbox' shard
+            await shard.execute("flush", encode(b"PUBLISH", channel, frame))
 
     async def _sweep(self) -> None:
         """Drop expired messages and forget idle empty buffers, every ``min(expiry, 30)`` s."""
@@ -571,7 +656,7 @@ class LoopLayer:
             await asyncio.sleep(interval)
             now = time.time()
             for channel, buffer in list(self._buffers.items()):
-                self.counters.expired += buffer.purge_expired(now)
+                buffer.purge_expired(now)  # counted in self.counters by the buffer
                 if not buffer.touched and not len(buffer) and not buffer.waiters:
                     del self._buffers[channel]
                 buffer.touched = False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Callable
 
@@ -36,6 +37,15 @@ from channels_scale.layer.stats import Counters
 logger = logging.getLogger("channels_scale.layer")
 
 MessageCallback = Callable[[bytes, bytes], None]
+
+
+class SubscriptionState(enum.Enum):
+    """One pub/sub channel's state in a reader (see :meth:`PubSubReader.state`)."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    SUBSCRIBING = "subscribing"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBING = "unsubscribing"
 
 
 class _Protocol(asyncio.Protocol):
@@ -66,7 +76,9 @@ class _Protocol(asyncio.Protocol):
                 except Exception:
                     logger.exception("error handling a pub/sub message")
             elif kind == b"subscribe":
-                owner._confirm(reply[1])
+                owner._acknowledged(reply[1], True)
+            elif kind == b"unsubscribe":
+                owner._acknowledged(reply[1], False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -86,6 +98,8 @@ class PubSubReader:
         #: every pub/sub channel this loop wants, resubscribed after each reconnect
         self.channels: set[bytes] = set()
         self._confirmed: set[bytes] = set()
+        #: SUBSCRIBE/UNSUBSCRIBE commands written per channel and not yet acknowledged
+        self._inflight: dict[bytes, int] = {}
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._transport: asyncio.WriteTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +119,37 @@ class PubSubReader:
                 self._run(), name=f"channels_scale pubsub reader shard {self.shard.index}"
             )
 
+    def state(self, channel: bytes) -> SubscriptionState:
+        """Where ``channel`` stands: derived from what is wanted and what Redis acknowledged."""
+        wanted = channel in self.channels
+        if self._inflight.get(channel):
+            return SubscriptionState.SUBSCRIBING if wanted else SubscriptionState.UNSUBSCRIBING
+        if wanted:
+            return (
+                SubscriptionState.SUBSCRIBED
+                if channel in self._confirmed
+                else SubscriptionState.SUBSCRIBING
+            )
+        return SubscriptionState.UNSUBSCRIBED
+
+    def want(self, channel: bytes) -> asyncio.Future[None] | None:
+        """Subscribe to ``channel`` now (the command is written in this call, in order with
+        every other subscribe/unsubscribe of this reader); returns a future set once Redis
+        confirmed, or None when it is subscribed already."""
+        was_wanted = channel in self.channels
+        self.channels.add(channel)
+        if channel in self._confirmed:
+            return None
+        self.start()
+        future = self._pending.get(channel)
+        if future is None:
+            future = self._pending[channel] = asyncio.get_running_loop().create_future()
+        if not was_wanted or not self._inflight.get(channel):
+            # not wanted until now (an UNSUBSCRIBE may be in flight: this SUBSCRIBE follows it
+            # on the same connection, so Redis applies both in the order written)
+            self._send(b"SUBSCRIBE", channel)
+        return future
+
     async def subscribe(self, channel: bytes) -> None:
         """Subscribe to ``channel`` and wait (bounded) for Redis to confirm.
 
@@ -112,37 +157,40 @@ class PubSubReader:
         Returns without waiting when Redis is known to be down, and after ``send_timeout`` at
         the latest.
         """
-        self.channels.add(channel)
-        if channel in self._confirmed:
-            return
-        self.start()
-        future = self._pending.get(channel)
-        if future is None:
-            future = self._pending[channel] = asyncio.get_running_loop().create_future()
-            self._write(encode(b"SUBSCRIBE", channel))  # if down: resubscribed on reconnect
-        if self._down:
+        future = self.want(channel)
+        if future is None or self._down:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.send_timeout):
                 await asyncio.shield(future)
 
-    async def unsubscribe(self, channel: bytes) -> None:
-        """Stop receiving ``channel`` (no wait for the confirmation)."""
+    def unsubscribe(self, channel: bytes) -> None:
+        """Stop receiving ``channel``: the UNSUBSCRIBE is written in this call (no task), so a
+        later :meth:`want` of the same channel is applied after it."""
         self.channels.discard(channel)
         self._confirmed.discard(channel)
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
-        self._write(encode(b"UNSUBSCRIBE", channel))
+        self._send(b"UNSUBSCRIBE", channel)
 
-    def _write(self, data: bytes) -> None:
+    def _send(self, command: bytes, channel: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            self._inflight[channel] = self._inflight.get(channel, 0) + 1
+            transport.write(encode(command, channel))
 
-    def _confirm(self, channel: bytes) -> None:
-        if channel in self.channels:
-            self._confirmed.add(channel)
+    def _acknowledged(self, channel: bytes, subscribed: bool) -> None:
+        """One SUBSCRIBE/UNSUBSCRIBE reply for ``channel``: confirmed only when it is the reply
+        to the last command written for it and the channel is still wanted."""
+        left = self._inflight.get(channel, 0) - 1
+        if left > 0:
+            self._inflight[channel] = left
+            return
+        self._inflight.pop(channel, None)
+        if not subscribed or channel not in self.channels:
+            return
+        self._confirmed.add(channel)
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
@@ -178,6 +226,8 @@ class PubSubReader:
             health = loop.create_task(self._health(transport))
             try:
                 if self.channels:
+                    for channel in self.channels:
+                        self._inflight[channel] = 1
                     transport.write(encode(b"SUBSCRIBE", *self.channels))
                 reason = await protocol.closed
                 logger.warning(
@@ -189,6 +239,7 @@ class PubSubReader:
                 health.cancel()
                 self._transport = None
                 self._confirmed.clear()
+                self._inflight.clear()
                 transport.abort()
                 del writer
 
