@@ -30,6 +30,7 @@ import weakref
 from typing import Any
 
 from channels_scale.exceptions import ChannelsScaleError
+from channels_scale.layer.connection import Script
 
 logger = logging.getLogger("channels_scale.presence")
 
@@ -41,7 +42,7 @@ EVENT_TYPE = "presence.event"
 # KEYS: zset, info hash, users hash. ARGV: key ttl ms, then (conn, expires_at ms, info json,
 # user id) repeated. Adds or refreshes entries; returns the info of users whose first
 # connection this is (they just joined).
-_JOIN = """
+_JOIN = Script("""
 local joined = {}
 for i = 2, #ARGV, 4 do
   local conn, expires, info, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -54,12 +55,12 @@ for i = 2, #ARGV, 4 do
 end
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
 return joined
-"""
+""")
 
 # KEYS: zset, info hash, users hash. ARGV: 1 expired-before (ms) or '' , then connection ids to
 # remove (may be none). With ARGV[1] set, also removes every entry that expired before it.
 # Returns the info of users who have no connection left (they just left).
-_LEAVE = """
+_LEAVE = Script("""
 local function remove(conn, gone)
   if redis.call('ZREM', KEYS[1], conn) == 0 then return end
   local info = redis.call('HGET', KEYS[2], conn)
@@ -79,14 +80,15 @@ if ARGV[1] ~= '' then
   end
 end
 return gone
-"""
+""")
 
 
 class PresenceError(ChannelsScaleError, ValueError):
-    """Presence needs user info with an ``"id"``, and a layer with ``on_group_shard``."""
+    """Presence needs user info with an ``"id"``, a ``channels_scale.layer.RedisChannelLayer``,
+    and one ``ttl`` per layer and event loop."""
 
 
-def _keys(layer: Any, group: str) -> list[str]:
+def _keys(layer: Any, group: str) -> list[bytes | str]:
     return list(layer.keys.presence(group))
 
 
@@ -103,18 +105,16 @@ class Presence:
     """
 
     def __init__(self, layer: Any, ttl: float = DEFAULT_TTL) -> None:
-        if not hasattr(layer, "on_group_shard"):
+        if not hasattr(layer, "run_group_script"):
             raise PresenceError("presence needs channels_scale.layer.RedisChannelLayer")
         self.layer = layer
         self.ttl = ttl
 
-    async def _run(self, group: str, script: str, args: list[Any], what: str) -> list[Any]:
+    async def _run(self, group: str, script: Script, args: list[Any], what: str) -> list[Any]:
+        # the layer's one way to run Lua: EVALSHA (EVAL after NOSCRIPT), bounded retry with
+        # full-jitter backoff for send_timeout
         keys = _keys(self.layer, group)
-
-        async def call(client: Any) -> list[Any]:
-            return list(await client.eval(script, len(keys), *keys, *args))
-
-        return list(await self.layer.on_group_shard(group, call, what))
+        return list(await self.layer.run_group_script(group, script, keys, args, what))
 
     def _entry(self, conn: str, user: dict[str, Any], now: float) -> list[Any]:
         if "id" not in user:
@@ -198,6 +198,14 @@ class PresenceTracker:
                 self._beat(), name="channels_scale presence"
             )
 
+    async def aclose(self) -> None:
+        """Stop the heartbeat (the layer calls it when it closes this event loop's part)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     def discard(self, group: str, conn: str) -> None:
         entries = self.groups.get(group)
         if entries is not None:
@@ -230,25 +238,35 @@ async def send_event(layer: Any, group: str, event: str, user: dict[str, Any]) -
         await layer.group_send(group, message)
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, PresenceTracker]] = (
-    weakref.WeakKeyDictionary()
-)
+#: a weak index of the trackers per loop, for stop_trackers(); the layer owns each tracker
+_trackers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakSet[PresenceTracker]
+] = weakref.WeakKeyDictionary()
 
 
 def tracker_for(layer: Any, ttl: float = DEFAULT_TTL) -> PresenceTracker:
-    """The presence tracker of ``layer`` on the running event loop."""
-    loop = asyncio.get_running_loop()
-    per_loop = _trackers.setdefault(loop, {})
-    tracker = per_loop.get(id(layer))
-    if tracker is None or tracker.presence.layer is not layer:
-        tracker = per_loop[id(layer)] = PresenceTracker(Presence(layer, ttl))
+    """The presence tracker of ``layer`` on the running event loop.
+
+    The tracker belongs to the layer's part for this event loop (closed with it).
+
+    Raises:
+        PresenceError: the layer is not ours, or a tracker with another ``ttl`` exists already.
+    """
+    if not hasattr(layer, "loop_resource"):
+        raise PresenceError("presence needs channels_scale.layer.RedisChannelLayer")
+    tracker: PresenceTracker = layer.loop_resource(
+        "presence", lambda: PresenceTracker(Presence(layer, ttl))
+    )
+    if tracker.presence.ttl != ttl:
+        raise PresenceError(
+            f"presence ttl {ttl:g} s asked, but this layer tracks presence with ttl "
+            f"{tracker.presence.ttl:g} s: use one ttl per layer"
+        )
+    _trackers.setdefault(asyncio.get_running_loop(), weakref.WeakSet()).add(tracker)
     return tracker
 
 
 async def stop_trackers() -> None:
-    """Cancel this loop's trackers (tests, shutdown)."""
-    for tracker in _trackers.get(asyncio.get_running_loop(), {}).values():
-        if tracker._task is not None:
-            tracker._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tracker._task
+    """Stop this loop's trackers (tests, shutdown)."""
+    for tracker in list(_trackers.get(asyncio.get_running_loop(), ())):
+        await tracker.aclose()

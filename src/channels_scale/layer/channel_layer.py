@@ -6,16 +6,20 @@ import asyncio
 import threading
 import time
 import types
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from channels.layers import BaseChannelLayer
 
-from channels_scale.history.merge import StreamState
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
+from channels_scale.layer.connection import Script
+from channels_scale.layer.history import StreamState
 from channels_scale.layer.loop_layer import LoopLayer
 from channels_scale.layer.naming import Keys
 from channels_scale.layer.stats import Counters
+
+T = TypeVar("T")
 
 
 class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
@@ -95,7 +99,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             with self._lock:
                 layer = self._layers.get(loop)
                 if layer is None:
-                    layer = self._layers[loop] = LoopLayer(self)
+                    layer = self._layers[loop] = LoopLayer(
+                        self.config, self.get_capacity, self.MAX_NAME_LENGTH
+                    )
                     self._close_with(loop)
         return layer
 
@@ -236,7 +242,25 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def on_group_shard(self, group: str, operation: Any, what: str = "call") -> Any:
         """Run ``await operation(redis_client)`` on the shard that holds ``group``'s keys,
         retrying while Redis is unreachable for ``send_timeout`` seconds."""
-        return await self._layer().on_group_shard(group, operation, what)
+        return await self._layer().broker.on_group_shard(group, operation, what)
+
+    async def run_group_script(
+        self, group: str, script: Script, keys: list[bytes | str], args: list[Any], what: str
+    ) -> Any:
+        """Run a Lua ``script`` on the shard holding ``group``'s keys: ``EVALSHA``, ``EVAL`` once
+        after NOSCRIPT, with the layer's bounded retry (the one way scripts run; presence uses
+        it)."""
+        return await self._layer().broker.run_script(group, script, keys, args, what)
+
+    def loop_resource(self, key: str, make: Callable[[], T]) -> T:
+        """The object stored under ``key`` for the running event loop, made by ``make()`` the
+        first time; closed (its ``aclose()`` awaited, if it has one) when the loop's layer
+        closes. Presence keeps its heartbeat here: one lifecycle with the layer."""
+        resources = self._layer().resources
+        if key not in resources:
+            resources[key] = make()
+        value: T = resources[key]
+        return value
 
     @property
     def keys(self) -> Keys:

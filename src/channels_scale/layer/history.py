@@ -119,6 +119,17 @@ return result
 
 
 @dataclass(frozen=True, slots=True)
+class StreamState:
+    """What a group's stream holds now: its epoch, the first offset still kept and the last one
+    written. ``first`` is ``top + 1`` when the stream is empty. (Defined here, in the layer, so
+    the layer never imports from :mod:`channels_scale.history`; that package re-exports it.)"""
+
+    epoch: str
+    first: int
+    top: int
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryRule:
     """How much history a group keeps: ``size`` entries at most, for ``ttl`` seconds of quiet."""
 
