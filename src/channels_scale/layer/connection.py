@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -108,14 +107,7 @@ class Shard:
         }
         self.blocking_pool: ConnectionPool = _make_pool(ConnectionPool, host, blocking_kwargs)
         self.blocking_client = Redis(connection_pool=self.blocking_pool)
-        self.pipe = CommandPipe(self.pubsub_connection, config.send_timeout)
-
-    def pubsub_connection(self) -> AbstractConnection:
-        """A new, unconnected connection for the pub/sub reader: no socket timeout at all."""
-        kwargs = dict(self.pool.connection_kwargs)
-        kwargs["socket_timeout"] = None
-        connection: AbstractConnection = self.pool.connection_class(**kwargs)
-        return connection
+        self.pipe = CommandPipe(host, config.send_timeout)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], what: str) -> T:
         """Run ``operation(client)``, retrying while Redis is unreachable, for ``send_timeout``.

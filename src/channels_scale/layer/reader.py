@@ -8,8 +8,8 @@ retry and timeout behaviour changes between versions):
   three intervals the connection is deemed dead and closed;
 - on any error it reconnects with exponential backoff and full jitter, then subscribes again to
   every channel in :attr:`PubSubReader.channels` (the inbox and each group with local members);
-- once redis-py has connected (TLS, auth, db), the reader takes over the transport: ``hiredis``
-  parses whatever arrived in the transport's ``data_received`` callback, and each message is
+- the connection is the layer's own (:func:`.wire.open_connection`: TLS, auth, db, name);
+  ``hiredis`` parses whatever arrived in the transport's ``data_received``, and each message is
   handed to a plain callback there, synchronously (no coroutine per message; several messages
   of one read are handled in one go). The callback must not block (it decodes once and fans
   out to local buffers); an exception in it is logged and the message dropped.
@@ -31,8 +31,9 @@ import hiredis
 from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.connection import REDIS_DOWN_ERRORS, Shard
-from channels_scale.layer.pipe import ReplyError, encode, take_over
+from channels_scale.layer.pipe import ReplyError, encode
 from channels_scale.layer.stats import Counters
+from channels_scale.layer.wire import open_connection
 
 logger = logging.getLogger("channels_scale.layer")
 
@@ -80,6 +81,13 @@ class _Protocol(asyncio.Protocol):
             elif kind == b"unsubscribe":
                 owner._acknowledged(reply[1], False)
 
+    def pause_writing(self) -> None:
+        # the reader only writes (UN)SUBSCRIBE and PING: while the buffer drains, skip PINGs
+        self.reader.paused = True
+
+    def resume_writing(self) -> None:
+        self.reader.paused = False
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(exc)
@@ -106,6 +114,7 @@ class PubSubReader:
         self._down = False
         self._connected_once = False
         self._last_read = 0.0
+        self.paused = False
 
     @property
     def connected(self) -> bool:
@@ -201,10 +210,8 @@ class PubSubReader:
         while True:
             protocol = _Protocol(self)
             try:
-                transport, writer = await take_over(
-                    self.shard.pubsub_connection(),
-                    protocol,
-                    3 * self.config.health_check_interval,
+                transport = await open_connection(
+                    self.shard.host, protocol, 3 * self.config.health_check_interval
                 )
             except REDIS_DOWN_ERRORS as exc:
                 if not self._down:
@@ -241,7 +248,6 @@ class PubSubReader:
                 self._confirmed.clear()
                 self._inflight.clear()
                 transport.abort()
-                del writer
 
     async def _health(self, transport: asyncio.WriteTransport) -> None:
         loop = asyncio.get_running_loop()
@@ -255,7 +261,8 @@ class PubSubReader:
                 return
             if transport.is_closing():
                 return
-            transport.write(ping)
+            if not self.paused:
+                transport.write(ping)
 
     async def aclose(self) -> None:
         """Stop the reader and close its connection."""
