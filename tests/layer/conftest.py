@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from channels_scale.layer import InMemoryChannelLayer as OursInMemory
 from channels_scale.layer import RedisChannelLayer
 from channels_scale.net import timeout_factor
 
@@ -94,10 +95,26 @@ def pair_layer_factory(redis_layer_factory: LayerFactory) -> LayerFactory:
     return make
 
 
-@pytest.fixture(params=["memory", "redis", "pair"])
+@pytest.fixture
+async def ours_memory_layer_factory() -> AsyncIterator[LayerFactory]:
+    """Make our layer with the in-memory broker (no Redis)."""
+    made: list[RedisChannelLayer] = []
+
+    def make(**config: Any) -> RedisChannelLayer:
+        layer = OursInMemory(**config)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        await layer.close()
+
+
+@pytest.fixture(params=["memory", "ours_memory", "redis", "pair"])
 def layer_factory(request: pytest.FixtureRequest) -> LayerFactory:
-    """The contract suite's implementations: the reference first, then ours (one instance, and
-    two standing for two processes)."""
+    """The contract suite's implementations: the reference (Channels' in-memory layer) first,
+    then ours with the in-memory broker, on Redis (one instance, and two standing for two
+    processes)."""
     if request.param == "memory":
         return make_memory_layer
     factory: LayerFactory = request.getfixturevalue(f"{request.param}_layer_factory")

@@ -214,13 +214,14 @@ async def test_two_receivers_one_message_each(layer: Any) -> None:
     assert sorted(r["n"] for r in results) == [1, 2]
 
 
-def test_async_to_sync_from_threads(redis_layer_factory: Any) -> None:
+@pytest.mark.parametrize("factory", ["redis_layer_factory", "ours_memory_layer_factory"])
+def test_async_to_sync_from_threads(request: pytest.FixtureRequest, factory: str) -> None:
     """The layer used from several event loops: sync code in threads, as Django views do.
 
-    Ours only: the reference (Channels' in-memory layer) keeps its queues on one event loop, so
-    it does not offer this.
+    Ours only (both brokers): the reference (Channels' in-memory layer) keeps its queues on one
+    event loop, so it does not offer this.
     """
-    layer = redis_layer_factory()
+    layer = request.getfixturevalue(factory)()
     errors: list[BaseException] = []
     received: list[dict[str, Any]] = []
 

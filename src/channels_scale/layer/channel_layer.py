@@ -11,12 +11,15 @@ from typing import Any, TypeVar
 
 from channels.layers import BaseChannelLayer
 
+from channels_scale.exceptions import ConfigError
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.connection import Script
 from channels_scale.layer.history import StreamState
 from channels_scale.layer.loop_layer import LoopLayer
+from channels_scale.layer.memory_broker import MemoryHub
 from channels_scale.layer.naming import Keys
+from channels_scale.layer.redis_broker import RedisBroker
 from channels_scale.layer.stats import Counters
 
 T = TypeVar("T")
@@ -73,8 +76,6 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         if serializer_format != "msgpack":
-            from channels_scale.exceptions import ConfigError
-
             raise ConfigError("serializer_format: only 'msgpack' is supported")
         self.config = LayerConfig.build(
             hosts=hosts,
@@ -89,6 +90,8 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self._layers: dict[asyncio.AbstractEventLoop, LoopLayer] = {}
         self._lock = threading.Lock()
         self._retired = Counters()
+        #: with the memory broker: the state every event loop of this instance shares
+        self._hub = MemoryHub() if self.config.broker == "memory" else None
 
     # -- per-loop layers -------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 layer = self._layers.get(loop)
                 if layer is None:
                     layer = self._layers[loop] = LoopLayer(
-                        self.config, self.get_capacity, self.MAX_NAME_LENGTH
+                        self.config, self.get_capacity, self.MAX_NAME_LENGTH, self._hub
                     )
                     self._close_with(loop)
         return layer
@@ -242,7 +245,7 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def on_group_shard(self, group: str, operation: Any, what: str = "call") -> Any:
         """Run ``await operation(redis_client)`` on the shard that holds ``group``'s keys,
         retrying while Redis is unreachable for ``send_timeout`` seconds."""
-        return await self._layer().broker.on_group_shard(group, operation, what)
+        return await self._redis_broker().on_group_shard(group, operation, what)
 
     async def run_group_script(
         self, group: str, script: Script, keys: list[bytes | str], args: list[Any], what: str
@@ -250,7 +253,13 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """Run a Lua ``script`` on the shard holding ``group``'s keys: ``EVALSHA``, ``EVAL`` once
         after NOSCRIPT, with the layer's bounded retry (the one way scripts run; presence uses
         it)."""
-        return await self._layer().broker.run_script(group, script, keys, args, what)
+        return await self._redis_broker().run_script(group, script, keys, args, what)
+
+    def _redis_broker(self) -> RedisBroker:
+        broker = self._layer().broker
+        if not isinstance(broker, RedisBroker):
+            raise ConfigError("presence and direct Redis calls need the redis broker")
+        return broker
 
     def loop_resource(self, key: str, make: Callable[[], T]) -> T:
         """The object stored under ``key`` for the running event loop, made by ``make()`` the

@@ -32,10 +32,12 @@ from typing import Any
 
 from channels_scale.exceptions import ChannelFull, ChannelNotLocal
 from channels_scale.layer import codec, history
+from channels_scale.layer.broker import Broker
 from channels_scale.layer.buffer import ChannelBuffer
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.history import StreamState
+from channels_scale.layer.memory_broker import MemoryBroker, MemoryHub
 from channels_scale.layer.naming import (
     CHANNEL_SUFFIX_LENGTH,
     TOKEN_LENGTH,
@@ -59,7 +61,11 @@ class LoopLayer:
     """Router + broker of one event loop (see the module docstring)."""
 
     def __init__(
-        self, config: LayerConfig, capacity_of: Callable[[str], int], max_name_length: int
+        self,
+        config: LayerConfig,
+        capacity_of: Callable[[str], int],
+        max_name_length: int,
+        hub: MemoryHub | None = None,
     ) -> None:
         self.config = config
         self.capacity_of = capacity_of
@@ -75,7 +81,13 @@ class LoopLayer:
         self.router = Router(
             self.inbox_id, capacity_of, config.overflow, config.group_expiry, self.counters
         )
-        self.broker = RedisBroker(config, self.counters, self._on_frame, capacity_of)
+        self.broker: Broker
+        if config.broker == "memory":
+            self.broker = MemoryBroker(
+                hub or MemoryHub(), config, self.counters, self._on_frame, capacity_of
+            )
+        else:
+            self.broker = RedisBroker(config, self.counters, self._on_frame, capacity_of)
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._demand: dict[str, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
