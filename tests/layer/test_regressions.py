@@ -77,8 +77,12 @@ async def test_remote_add_then_discard_apply_in_order(pair_layer_factory: LayerF
     pair = pair_layer_factory()
     member = await pair.there.new_channel()
     marker = await pair.there.new_channel()
-    await pair.here.group_add("order", member)
-    await pair.here.group_discard("order", member)
+    await pair.here.send(marker, {"type": "connected"})  # the sender's pipe is open now
+    assert await recv(pair.there, marker) == {"type": "connected"}
+    # both control frames written in one loop turn: they reach the owner in one read
+    await asyncio.gather(
+        pair.here.group_add("order", member), pair.here.group_discard("order", member)
+    )
     await pair.here.send(marker, {"type": "marker"})  # same inbox: after both controls
     assert await recv(pair.there, marker) == {"type": "marker"}
     await pair.here.group_add("order", marker)
