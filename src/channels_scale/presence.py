@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import weakref
 from typing import Any
@@ -96,8 +97,67 @@ def _decode(items: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(item) for item in items]
 
 
+class _MemoryPresence:
+    """The same data and rules as the two scripts above, in memory (the layer's memory broker).
+
+    One per layer instance, shared by its event loops (hence the lock).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: group -> conn -> (expires at ms, info json, user id)
+        self.conns: dict[str, dict[str, tuple[int, str, str]]] = {}
+        #: group -> user id -> live connections
+        self.users: dict[str, dict[str, int]] = {}
+
+    def join(self, group: str, entries: list[list[Any]]) -> list[str]:
+        joined: list[str] = []
+        with self.lock:
+            conns = self.conns.setdefault(group, {})
+            users = self.users.setdefault(group, {})
+            for conn, expires, info, uid in entries:
+                new = conn not in conns
+                conns[conn] = (expires, conns[conn][1] if not new else info, uid)
+                if new:
+                    users[uid] = users.get(uid, 0) + 1
+                    if users[uid] == 1:
+                        joined.append(info)
+        return joined
+
+    def leave(self, group: str, expired_before: int | None, conns: tuple[str, ...]) -> list[str]:
+        gone: list[str] = []
+        with self.lock:
+            entries = self.conns.get(group, {})
+            users = self.users.get(group, {})
+            doomed = list(conns)
+            if expired_before is not None:
+                doomed += [c for c, (exp, _, _) in entries.items() if exp <= expired_before]
+            for conn in doomed:
+                entry = entries.pop(conn, None)
+                if entry is None:
+                    continue
+                uid = entry[2]
+                users[uid] = users.get(uid, 0) - 1
+                if users[uid] <= 0:
+                    del users[uid]
+                    gone.append(entry[1])
+        return gone
+
+    def info(self, group: str, conn: str) -> str | None:
+        with self.lock:
+            entry = self.conns.get(group, {}).get(conn)
+        return None if entry is None else entry[1]
+
+    def live(self, group: str, now_ms: int) -> tuple[list[str], dict[str, str]]:
+        with self.lock:
+            entries = self.conns.get(group, {})
+            live = [c for c, (exp, _, _) in entries.items() if exp >= now_ms]
+            return live, {c: entries[c][1] for c in live}
+
+
 class Presence:
-    """Presence of one layer (``channels_scale.layer.RedisChannelLayer``).
+    """Presence of one layer (``channels_scale.layer.RedisChannelLayer``), on Redis, or in
+    memory when the layer runs the memory broker.
 
     Args:
         layer: the channel layer; presence lives on the shard of each group.
@@ -109,6 +169,9 @@ class Presence:
             raise PresenceError("presence needs channels_scale.layer.RedisChannelLayer")
         self.layer = layer
         self.ttl = ttl
+        self._memory: _MemoryPresence | None = None
+        if layer.config.broker == "memory":
+            self._memory = layer.instance_resource("presence", _MemoryPresence)
 
     async def _run(self, group: str, script: Script, args: list[Any], what: str) -> list[Any]:
         # the layer's one way to run Lua: EVALSHA (EVAL after NOSCRIPT), bounded retry with
@@ -123,12 +186,18 @@ class Presence:
 
     async def join(self, group: str, conn: str, user: dict[str, Any]) -> bool:
         """Add (or refresh) connection ``conn`` of ``user``; True when it is the user's first."""
-        args = [int(self.ttl * 4000), *self._entry(conn, user, time.time())]
+        entry = self._entry(conn, user, time.time())
+        if self._memory is not None:
+            return bool(self._memory.join(group, [entry]))
+        args = [int(self.ttl * 4000), *entry]
         return bool(await self._run(group, _JOIN, args, "presence join"))
 
     async def refresh(self, group: str, entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Refresh many connections of one group in one call; users that (re)appeared."""
         now = time.time()
+        if self._memory is not None:
+            rows = [self._entry(conn, user, now) for conn, user in entries.items()]
+            return [json.loads(info) for info in self._memory.join(group, rows)]
         args: list[Any] = [int(self.ttl * 4000)]
         for conn, user in entries.items():
             args += self._entry(conn, user, now)
@@ -136,15 +205,22 @@ class Presence:
 
     async def leave(self, group: str, *conns: str) -> list[dict[str, Any]]:
         """Remove connections; the users who have no connection left."""
+        if self._memory is not None:
+            return [json.loads(info) for info in self._memory.leave(group, None, conns)]
         return _decode(await self._run(group, _LEAVE, ["", *conns], "presence leave"))
 
     async def sweep(self, group: str) -> list[dict[str, Any]]:
         """Remove expired entries (dead processes); the users who have no connection left."""
-        args = [int(time.time() * 1000)]
-        return _decode(await self._run(group, _LEAVE, args, "presence sweep"))
+        now_ms = int(time.time() * 1000)
+        if self._memory is not None:
+            return [json.loads(info) for info in self._memory.leave(group, now_ms, ())]
+        return _decode(await self._run(group, _LEAVE, [now_ms], "presence sweep"))
 
     async def connection_user(self, group: str, conn: str) -> dict[str, Any] | None:
         """The user info of connection ``conn``, or None."""
+        if self._memory is not None:
+            info = self._memory.info(group, conn)
+            return json.loads(info) if info else None
         keys = _keys(self.layer, group)
 
         async def call(client: Any) -> Any:
@@ -164,7 +240,10 @@ class Presence:
                 pipe.hgetall(keys[1])
                 return await pipe.execute()
 
-        live, infos = await self.layer.on_group_shard(group, call, "presence members")
+        if self._memory is not None:
+            live, infos = self._memory.live(group, now_ms)
+        else:
+            live, infos = await self.layer.on_group_shard(group, call, "presence members")
         users: dict[str, dict[str, Any]] = {}
         for conn in live:
             raw = infos.get(conn)

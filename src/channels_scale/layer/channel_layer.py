@@ -92,6 +92,7 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self._retired = Counters()
         #: with the memory broker: the state every event loop of this instance shares
         self._hub = MemoryHub() if self.config.broker == "memory" else None
+        self._shared: dict[str, Any] = {}
 
     # -- per-loop layers -------------------------------------------------------------------
 
@@ -260,6 +261,16 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if not isinstance(broker, RedisBroker):
             raise ConfigError("presence and direct Redis calls need the redis broker")
         return broker
+
+    def instance_resource(self, key: str, make: Callable[[], T]) -> T:
+        """The object stored under ``key`` for this layer instance (all event loops), made by
+        ``make()`` the first time (thread-safe). Presence keeps its in-memory store here when the
+        layer runs the memory broker."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            value: T = self._shared[key]
+        return value
 
     def loop_resource(self, key: str, make: Callable[[], T]) -> T:
         """The object stored under ``key`` for the running event loop, made by ``make()`` the

@@ -6,7 +6,8 @@ of :mod:`channels_scale.layer`). Every event loop of one layer instance shares o
 loops of ``async_to_sync`` threads work as with Redis. The hub keeps what Redis would: queues of
 normal channels, normal-channel group members, group history (epoch, offsets, idempotency keys).
 The guarantees of :class:`~.broker.Broker` hold trivially: nothing is lost in transit, there is
-no outage. Presence needs the Redis broker.
+no outage. (Presence keeps its own in-memory store per layer instance, see
+:mod:`channels_scale.presence`.)
 """
 
 from __future__ import annotations
