@@ -8,6 +8,7 @@
     └── LayerError           raised by the channel layer (channels_scale.layer)
         ├── ChannelFull      a channel is at capacity (also channels.exceptions.ChannelFull)
         ├── MessageTooLarge  an encoded message is over the layer's max_message_size
+        ├── ChannelNotLocal  receive() on a channel of another process or event loop
         └── LayerUnavailable Redis stayed unreachable for the whole send_timeout
 """
 
@@ -49,6 +50,14 @@ class ChannelFull(LayerError, _ChannelsChannelFull):  # type: ignore[misc]
 
 class MessageTooLarge(LayerError, ValueError):
     """The encoded message is larger than the layer's ``max_message_size``; nothing was sent."""
+
+
+class ChannelNotLocal(LayerError, ValueError):
+    """``receive()`` on a process-specific channel (``!``) made by another process or event loop.
+
+    Only the event loop that made a ``new_channel()`` name can receive on it; waiting there
+    would wait forever, so the layer raises at once.
+    """
 
 
 class LayerUnavailable(LayerError, ConnectionError):

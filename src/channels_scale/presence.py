@@ -25,11 +25,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import weakref
 from typing import Any
 
 from channels_scale.exceptions import ChannelsScaleError
+from channels_scale.layer.connection import Script
 
 logger = logging.getLogger("channels_scale.presence")
 
@@ -41,7 +43,7 @@ EVENT_TYPE = "presence.event"
 # KEYS: zset, info hash, users hash. ARGV: key ttl ms, then (conn, expires_at ms, info json,
 # user id) repeated. Adds or refreshes entries; returns the info of users whose first
 # connection this is (they just joined).
-_JOIN = """
+_JOIN = Script("""
 local joined = {}
 for i = 2, #ARGV, 4 do
   local conn, expires, info, uid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -54,12 +56,12 @@ for i = 2, #ARGV, 4 do
 end
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
 return joined
-"""
+""")
 
 # KEYS: zset, info hash, users hash. ARGV: 1 expired-before (ms) or '' , then connection ids to
 # remove (may be none). With ARGV[1] set, also removes every entry that expired before it.
 # Returns the info of users who have no connection left (they just left).
-_LEAVE = """
+_LEAVE = Script("""
 local function remove(conn, gone)
   if redis.call('ZREM', KEYS[1], conn) == 0 then return end
   local info = redis.call('HGET', KEYS[2], conn)
@@ -79,14 +81,15 @@ if ARGV[1] ~= '' then
   end
 end
 return gone
-"""
+""")
 
 
 class PresenceError(ChannelsScaleError, ValueError):
-    """Presence needs user info with an ``"id"``, and a layer with ``on_group_shard``."""
+    """Presence needs user info with an ``"id"``, a ``channels_scale.layer.RedisChannelLayer``,
+    and one ``ttl`` per layer and event loop."""
 
 
-def _keys(layer: Any, group: str) -> list[str]:
+def _keys(layer: Any, group: str) -> list[bytes | str]:
     return list(layer.keys.presence(group))
 
 
@@ -94,8 +97,67 @@ def _decode(items: list[bytes]) -> list[dict[str, Any]]:
     return [json.loads(item) for item in items]
 
 
+class _MemoryPresence:
+    """The same data and rules as the two scripts above, in memory (the layer's memory broker).
+
+    One per layer instance, shared by its event loops (hence the lock).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: group -> conn -> (expires at ms, info json, user id)
+        self.conns: dict[str, dict[str, tuple[int, str, str]]] = {}
+        #: group -> user id -> live connections
+        self.users: dict[str, dict[str, int]] = {}
+
+    def join(self, group: str, entries: list[list[Any]]) -> list[str]:
+        joined: list[str] = []
+        with self.lock:
+            conns = self.conns.setdefault(group, {})
+            users = self.users.setdefault(group, {})
+            for conn, expires, info, uid in entries:
+                new = conn not in conns
+                conns[conn] = (expires, conns[conn][1] if not new else info, uid)
+                if new:
+                    users[uid] = users.get(uid, 0) + 1
+                    if users[uid] == 1:
+                        joined.append(info)
+        return joined
+
+    def leave(self, group: str, expired_before: int | None, conns: tuple[str, ...]) -> list[str]:
+        gone: list[str] = []
+        with self.lock:
+            entries = self.conns.get(group, {})
+            users = self.users.get(group, {})
+            doomed = list(conns)
+            if expired_before is not None:
+                doomed += [c for c, (exp, _, _) in entries.items() if exp <= expired_before]
+            for conn in doomed:
+                entry = entries.pop(conn, None)
+                if entry is None:
+                    continue
+                uid = entry[2]
+                users[uid] = users.get(uid, 0) - 1
+                if users[uid] <= 0:
+                    del users[uid]
+                    gone.append(entry[1])
+        return gone
+
+    def info(self, group: str, conn: str) -> str | None:
+        with self.lock:
+            entry = self.conns.get(group, {}).get(conn)
+        return None if entry is None else entry[1]
+
+    def live(self, group: str, now_ms: int) -> tuple[list[str], dict[str, str]]:
+        with self.lock:
+            entries = self.conns.get(group, {})
+            live = [c for c, (exp, _, _) in entries.items() if exp >= now_ms]
+            return live, {c: entries[c][1] for c in live}
+
+
 class Presence:
-    """Presence of one layer (``channels_scale.layer.RedisChannelLayer``).
+    """Presence of one layer (``channels_scale.layer.RedisChannelLayer``), on Redis, or in
+    memory when the layer runs the memory broker.
 
     Args:
         layer: the channel layer; presence lives on the shard of each group.
@@ -103,18 +165,19 @@ class Presence:
     """
 
     def __init__(self, layer: Any, ttl: float = DEFAULT_TTL) -> None:
-        if not hasattr(layer, "on_group_shard"):
+        if not hasattr(layer, "run_group_script"):
             raise PresenceError("presence needs channels_scale.layer.RedisChannelLayer")
         self.layer = layer
         self.ttl = ttl
+        self._memory: _MemoryPresence | None = None
+        if layer.config.broker == "memory":
+            self._memory = layer.instance_resource("presence", _MemoryPresence)
 
-    async def _run(self, group: str, script: str, args: list[Any], what: str) -> list[Any]:
+    async def _run(self, group: str, script: Script, args: list[Any], what: str) -> list[Any]:
+        # the layer's one way to run Lua: EVALSHA (EVAL after NOSCRIPT), bounded retry with
+        # full-jitter backoff for send_timeout
         keys = _keys(self.layer, group)
-
-        async def call(client: Any) -> list[Any]:
-            return list(await client.eval(script, len(keys), *keys, *args))
-
-        return list(await self.layer.on_group_shard(group, call, what))
+        return list(await self.layer.run_group_script(group, script, keys, args, what))
 
     def _entry(self, conn: str, user: dict[str, Any], now: float) -> list[Any]:
         if "id" not in user:
@@ -123,12 +186,18 @@ class Presence:
 
     async def join(self, group: str, conn: str, user: dict[str, Any]) -> bool:
         """Add (or refresh) connection ``conn`` of ``user``; True when it is the user's first."""
-        args = [int(self.ttl * 4000), *self._entry(conn, user, time.time())]
+        entry = self._entry(conn, user, time.time())
+        if self._memory is not None:
+            return bool(self._memory.join(group, [entry]))
+        args = [int(self.ttl * 4000), *entry]
         return bool(await self._run(group, _JOIN, args, "presence join"))
 
     async def refresh(self, group: str, entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Refresh many connections of one group in one call; users that (re)appeared."""
         now = time.time()
+        if self._memory is not None:
+            rows = [self._entry(conn, user, now) for conn, user in entries.items()]
+            return [json.loads(info) for info in self._memory.join(group, rows)]
         args: list[Any] = [int(self.ttl * 4000)]
         for conn, user in entries.items():
             args += self._entry(conn, user, now)
@@ -136,15 +205,22 @@ class Presence:
 
     async def leave(self, group: str, *conns: str) -> list[dict[str, Any]]:
         """Remove connections; the users who have no connection left."""
+        if self._memory is not None:
+            return [json.loads(info) for info in self._memory.leave(group, None, conns)]
         return _decode(await self._run(group, _LEAVE, ["", *conns], "presence leave"))
 
     async def sweep(self, group: str) -> list[dict[str, Any]]:
         """Remove expired entries (dead processes); the users who have no connection left."""
-        args = [int(time.time() * 1000)]
-        return _decode(await self._run(group, _LEAVE, args, "presence sweep"))
+        now_ms = int(time.time() * 1000)
+        if self._memory is not None:
+            return [json.loads(info) for info in self._memory.leave(group, now_ms, ())]
+        return _decode(await self._run(group, _LEAVE, [now_ms], "presence sweep"))
 
     async def connection_user(self, group: str, conn: str) -> dict[str, Any] | None:
         """The user info of connection ``conn``, or None."""
+        if self._memory is not None:
+            info = self._memory.info(group, conn)
+            return json.loads(info) if info else None
         keys = _keys(self.layer, group)
 
         async def call(client: Any) -> Any:
@@ -164,7 +240,10 @@ class Presence:
                 pipe.hgetall(keys[1])
                 return await pipe.execute()
 
-        live, infos = await self.layer.on_group_shard(group, call, "presence members")
+        if self._memory is not None:
+            live, infos = self._memory.live(group, now_ms)
+        else:
+            live, infos = await self.layer.on_group_shard(group, call, "presence members")
         users: dict[str, dict[str, Any]] = {}
         for conn in live:
             raw = infos.get(conn)
@@ -198,6 +277,14 @@ class PresenceTracker:
                 self._beat(), name="channels_scale presence"
             )
 
+    async def aclose(self) -> None:
+        """Stop the heartbeat (the layer calls it when it closes this event loop's part)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     def discard(self, group: str, conn: str) -> None:
         entries = self.groups.get(group)
         if entries is not None:
@@ -230,25 +317,35 @@ async def send_event(layer: Any, group: str, event: str, user: dict[str, Any]) -
         await layer.group_send(group, message)
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, PresenceTracker]] = (
-    weakref.WeakKeyDictionary()
-)
+#: a weak index of the trackers per loop, for stop_trackers(); the layer owns each tracker
+_trackers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakSet[PresenceTracker]
+] = weakref.WeakKeyDictionary()
 
 
 def tracker_for(layer: Any, ttl: float = DEFAULT_TTL) -> PresenceTracker:
-    """The presence tracker of ``layer`` on the running event loop."""
-    loop = asyncio.get_running_loop()
-    per_loop = _trackers.setdefault(loop, {})
-    tracker = per_loop.get(id(layer))
-    if tracker is None or tracker.presence.layer is not layer:
-        tracker = per_loop[id(layer)] = PresenceTracker(Presence(layer, ttl))
+    """The presence tracker of ``layer`` on the running event loop.
+
+    The tracker belongs to the layer's part for this event loop (closed with it).
+
+    Raises:
+        PresenceError: the layer is not ours, or a tracker with another ``ttl`` exists already.
+    """
+    if not hasattr(layer, "loop_resource"):
+        raise PresenceError("presence needs channels_scale.layer.RedisChannelLayer")
+    tracker: PresenceTracker = layer.loop_resource(
+        "presence", lambda: PresenceTracker(Presence(layer, ttl))
+    )
+    if tracker.presence.ttl != ttl:
+        raise PresenceError(
+            f"presence ttl {ttl:g} s asked, but this layer tracks presence with ttl "
+            f"{tracker.presence.ttl:g} s: use one ttl per layer"
+        )
+    _trackers.setdefault(asyncio.get_running_loop(), weakref.WeakSet()).add(tracker)
     return tracker
 
 
 async def stop_trackers() -> None:
-    """Cancel this loop's trackers (tests, shutdown)."""
-    for tracker in _trackers.get(asyncio.get_running_loop(), {}).values():
-        if tracker._task is not None:
-            tracker._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tracker._task
+    """Stop this loop's trackers (tests, shutdown)."""
+    for tracker in list(_trackers.get(asyncio.get_running_loop(), ())):
+        await tracker.aclose()

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 
-from tests.layer.conftest import LayerFactory, scaled
+from tests.layer.conftest import LayerFactory, LayerPair, scaled, wait_for_value
 
 
 async def recv(layer: Any, channel: str, within: float = 5) -> dict[str, Any]:
@@ -106,6 +106,14 @@ async def test_capacity_process_channel(layer_factory: LayerFactory) -> None:
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "t"})
     await layer.send(channel, {"type": "t"})
+    if isinstance(layer, LayerPair):
+        # a channel of another process: the sender cannot know, the receiver applies the
+        # overflow policy (drop-oldest) and counts the drop (docs/layer.md, "Full")
+        await layer.send(channel, {"type": "t", "n": "last"})
+        await wait_for_value(lambda: layer.there.stats()["dropped_overflow"] == 1)
+        assert (await recv(layer, channel)) == {"type": "t"}
+        assert (await recv(layer, channel)) == {"type": "t", "n": "last"}
+        return
     with pytest.raises(ChannelFull):
         await layer.send(channel, {"type": "t"})
 
@@ -206,13 +214,14 @@ async def test_two_receivers_one_message_each(layer: Any) -> None:
     assert sorted(r["n"] for r in results) == [1, 2]
 
 
-def test_async_to_sync_from_threads(redis_layer_factory: Any) -> None:
+@pytest.mark.parametrize("factory", ["redis_layer_factory", "ours_memory_layer_factory"])
+def test_async_to_sync_from_threads(request: pytest.FixtureRequest, factory: str) -> None:
     """The layer used from several event loops: sync code in threads, as Django views do.
 
-    Ours only: the reference (Channels' in-memory layer) keeps its queues on one event loop, so
-    it does not offer this.
+    Ours only (both brokers): the reference (Channels' in-memory layer) keeps its queues on one
+    event loop, so it does not offer this.
     """
-    layer = redis_layer_factory()
+    layer = request.getfixturevalue(factory)()
     errors: list[BaseException] = []
     received: list[dict[str, Any]] = []
 

@@ -11,16 +11,9 @@ import pytest
 from channels_scale.exceptions import ChannelsScaleError, LayerUnavailable, MessageTooLarge
 from channels_scale.layer import RedisChannelLayer
 from channels_scale.net import free_port
-from tests.layer.conftest import LayerFactory, scaled
+from tests.layer.conftest import LayerFactory, scaled, wait_for_value
 
 FAST = {"backoff_base": 0.02, "backoff_cap": 0.3, "health_check_interval": 1.0}
-
-
-async def wait_for_value(predicate: Any, within: float = 10) -> None:
-    """Poll ``predicate`` (a plain function) until it is true, bounded."""
-    async with asyncio.timeout(scaled(within)):
-        while not predicate():  # noqa: ASYNC110 -- state changed by Redis, no event to await
-            await asyncio.sleep(0.02)
 
 
 async def test_redis_killed_and_restarted_while_consumers_wait(redis_server: Any) -> None:
@@ -118,7 +111,7 @@ async def test_thousand_concurrent_calls(redis_layer_factory: LayerFactory) -> N
         await asyncio.gather(*(other.send(c, {"type": "direct"}) for c in channels))
         received = await asyncio.gather(*(layer.receive(c) for c in channels))
     assert {m["type"] for m in received} == {"direct"}
-    await wait_for_value(lambda: layer.stats()["subscriptions"] == 2)  # inbox + "big"
+    await wait_for_value(lambda: layer.stats()["subscriptions"] == 3)  # inbox, flush, "big"
     async with asyncio.timeout(scaled(60)):
         await asyncio.gather(*(other.group_send("big", {"type": "g", "n": i}) for i in range(200)))
     try:

@@ -66,7 +66,7 @@ async def test_error_reply_is_raised_not_retried(redis_layer_factory: LayerFacto
     await layer.send("jobs", {"type": "x"})  # connect
     loop_layer = layer._layer()
     with pytest.raises(redis.exceptions.ResponseError):
-        await loop_layer.shards[0].execute("test", encode(b"NOSUCHCOMMAND"))
+        await loop_layer.broker.shards[0].execute("test", encode(b"NOSUCHCOMMAND"))
     assert layer.stats()["send_retries"] == 0
     await layer.send("jobs", {"type": "y"})  # the connection is still in step
 

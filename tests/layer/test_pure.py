@@ -178,6 +178,19 @@ def test_buffer_clear_and_policy_parse() -> None:
 # -- stats -------------------------------------------------------------------------------
 
 
+def test_buffer_counts_expired_into_the_layer_counters() -> None:
+    counters = Counters()
+    buffer = ChannelBuffer(10, counters=counters)
+    buffer.offer((1.0, {"type": "old"}))
+    buffer.offer((1.0, {"type": "old"}))
+    buffer.offer((9.0, {"type": "new"}))
+    assert buffer.take(5.0) == {"type": "new"}  # receive() drops the two expired ones
+    assert counters.expired == 2 and buffer.expired == 2
+    buffer.offer((1.0, {"type": "old"}))
+    assert buffer.purge_expired(5.0) == 1  # housekeeping drops one more
+    assert counters.expired == 3
+
+
 def test_gap_detector_counts_gaps_reorders_and_duplicates() -> None:
     gaps = GapDetector()
     assert gaps.observe("g", "a", 5) == (True, 0)  # first sight: no history
@@ -187,8 +200,9 @@ def test_gap_detector_counts_gaps_reorders_and_duplicates() -> None:
     assert gaps.observe("g", "a", 8) == (False, 0)  # duplicate
     assert gaps.observe("g", "a", 9) == (False, 0)
     assert gaps.observe("g", "b", 1) == (True, 0)  # other sender
-    assert gaps.observe("g", "a", 1) == (True, 0)  # sender restarted its counters
+    assert gaps.observe("g", "a", 1) == (True, 0)  # older than the first seen (5): new to us
     assert gaps.observe("g", "a", 2) == (True, 0)
+    assert gaps.observe("g", "b", 1) == (False, 0)  # a retried first frame is a duplicate
     gaps.forget("g")
     assert gaps.observe("g", "a", 50) == (True, 0)
     gaps.clear()

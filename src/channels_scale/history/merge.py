@@ -21,6 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from channels_scale.layer.history import StreamState
+
+__all__ = ["Outcome", "Position", "Recovery", "StreamState"]
+
 T = TypeVar("T")
 
 
@@ -30,18 +34,6 @@ class Position:
 
     epoch: str
     offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamState:
-    """What the stream holds now: its epoch, the first offset still kept and the last one written.
-
-    ``first`` is ``top + 1`` when the stream is empty.
-    """
-
-    epoch: str
-    first: int
-    top: int
 
 
 @dataclass(slots=True)

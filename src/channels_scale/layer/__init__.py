@@ -9,4 +9,17 @@ from __future__ import annotations
 from channels_scale.layer.buffer import OverflowPolicy
 from channels_scale.layer.channel_layer import RedisChannelLayer
 
-__all__ = ["OverflowPolicy", "RedisChannelLayer"]
+
+class InMemoryChannelLayer(RedisChannelLayer):
+    """The same layer with the in-memory broker: one process, no Redis (development, tests).
+
+    A drop-in for Channels' ``InMemoryChannelLayer`` with this layer's semantics, history
+    included: ``"BACKEND": "channels_scale.layer.InMemoryChannelLayer"``.
+    """
+
+    def __init__(self, **config: object) -> None:
+        config["broker"] = "memory"
+        super().__init__(**config)  # type: ignore[arg-type]
+
+
+__all__ = ["InMemoryChannelLayer", "OverflowPolicy", "RedisChannelLayer"]

@@ -57,6 +57,7 @@ class ChannelBuffer:
         "_items",
         "_unreported",
         "capacity",
+        "counters",
         "drop_oldest",
         "dropped",
         "expired",
@@ -64,8 +65,16 @@ class ChannelBuffer:
         "waiters",
     )
 
-    def __init__(self, capacity: int, policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
+        counters: Any = None,
+    ) -> None:
         self.capacity = max(capacity, 1)
+        #: the layer's counters (anything with an ``expired`` attribute): every expired message
+        #: is counted there too, whether :meth:`take` or :meth:`purge_expired` dropped it
+        self.counters = counters
         self.drop_oldest = policy is OverflowPolicy.DROP_OLDEST
         self._items: deque[Entry] = deque()
         self._unreported = 0
@@ -114,6 +123,8 @@ class ChannelBuffer:
             if expires_at >= now:
                 return message
             self.expired += 1
+            if self.counters is not None:
+                self.counters.expired += 1
         return None
 
     def purge_expired(self, now: float) -> int:
@@ -124,6 +135,8 @@ class ChannelBuffer:
             items.popleft()
             count += 1
         self.expired += count
+        if count and self.counters is not None:
+            self.counters.expired += count
         return count
 
     def clear(self) -> None:

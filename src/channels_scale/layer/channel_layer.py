@@ -6,16 +6,23 @@ import asyncio
 import threading
 import time
 import types
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from channels.layers import BaseChannelLayer
 
-from channels_scale.history.merge import StreamState
+from channels_scale.exceptions import ConfigError
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
+from channels_scale.layer.connection import Script
+from channels_scale.layer.history import StreamState
 from channels_scale.layer.loop_layer import LoopLayer
+from channels_scale.layer.memory_broker import MemoryHub
 from channels_scale.layer.naming import Keys
+from channels_scale.layer.redis_broker import RedisBroker
 from channels_scale.layer.stats import Counters
+
+T = TypeVar("T")
 
 
 class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
@@ -69,8 +76,6 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         if serializer_format != "msgpack":
-            from channels_scale.exceptions import ConfigError
-
             raise ConfigError("serializer_format: only 'msgpack' is supported")
         self.config = LayerConfig.build(
             hosts=hosts,
@@ -85,6 +90,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self._layers: dict[asyncio.AbstractEventLoop, LoopLayer] = {}
         self._lock = threading.Lock()
         self._retired = Counters()
+        #: with the memory broker: the state every event loop of this instance shares
+        self._hub = MemoryHub() if self.config.broker == "memory" else None
+        self._shared: dict[str, Any] = {}
 
     # -- per-loop layers -------------------------------------------------------------------
 
@@ -95,7 +103,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             with self._lock:
                 layer = self._layers.get(loop)
                 if layer is None:
-                    layer = self._layers[loop] = LoopLayer(self)
+                    layer = self._layers[loop] = LoopLayer(
+                        self.config, self.get_capacity, self.MAX_NAME_LENGTH, self._hub
+                    )
                     self._close_with(loop)
         return layer
 
@@ -128,6 +138,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
         All channels of one process (event loop) share its inbox: one pub/sub subscription for
         all of them. Only this event loop may ``receive()`` on it.
+
+        Raises:
+            TypeError: the prefix is so long that the name would exceed ``MAX_NAME_LENGTH``.
         """
         return await self._layer().new_channel(prefix)
 
@@ -150,6 +163,10 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
         Never raises because Redis is down. Cancelling it loses no message. When several
         ``receive()`` wait on one channel, one of them gets each message.
+
+        Raises:
+            TypeError: bad channel name.
+            ChannelNotLocal: a process-specific channel of another process or event loop.
         """
         layer = self._layers.get(asyncio.get_running_loop())
         if layer is not None:
@@ -161,6 +178,10 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 return await layer.receive_from(buffer)
         self.require_valid_channel_name(channel)
         return await self._layer().receive(channel)
+
+    def owns(self, channel: str) -> bool:
+        """True when ``channel`` is a process-specific channel of the running event loop."""
+        return self._layer().owns(channel)
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (renews its membership for ``group_expiry`` seconds).
@@ -225,7 +246,41 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def on_group_shard(self, group: str, operation: Any, what: str = "call") -> Any:
         """Run ``await operation(redis_client)`` on the shard that holds ``group``'s keys,
         retrying while Redis is unreachable for ``send_timeout`` seconds."""
-        return await self._layer().on_group_shard(group, operation, what)
+        return await self._redis_broker().on_group_shard(group, operation, what)
+
+    async def run_group_script(
+        self, group: str, script: Script, keys: list[bytes | str], args: list[Any], what: str
+    ) -> Any:
+        """Run a Lua ``script`` on the shard holding ``group``'s keys: ``EVALSHA``, ``EVAL`` once
+        after NOSCRIPT, with the layer's bounded retry (the one way scripts run; presence uses
+        it)."""
+        return await self._redis_broker().run_script(group, script, keys, args, what)
+
+    def _redis_broker(self) -> RedisBroker:
+        broker = self._layer().broker
+        if not isinstance(broker, RedisBroker):
+            raise ConfigError("presence and direct Redis calls need the redis broker")
+        return broker
+
+    def instance_resource(self, key: str, make: Callable[[], T]) -> T:
+        """The object stored under ``key`` for this layer instance (all event loops), made by
+        ``make()`` the first time (thread-safe). Presence keeps its in-memory store here when the
+        layer runs the memory broker."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            value: T = self._shared[key]
+        return value
+
+    def loop_resource(self, key: str, make: Callable[[], T]) -> T:
+        """The object stored under ``key`` for the running event loop, made by ``make()`` the
+        first time; closed (its ``aclose()`` awaited, if it has one) when the loop's layer
+        closes. Presence keeps its heartbeat here: one lifecycle with the layer."""
+        resources = self._layer().resources
+        if key not in resources:
+            resources[key] = make()
+        value: T = resources[key]
+        return value
 
     @property
     def keys(self) -> Keys:
@@ -233,7 +288,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         return Keys(self.config.prefix)
 
     async def flush(self) -> None:
-        """Delete every Redis key of this prefix, and this loop's buffers and groups."""
+        """Delete every Redis key of this prefix and every group membership and buffered message
+        of every process (event loop) using it; the other processes drop theirs when the flush
+        notice reaches them through pub/sub."""
         await self._layer().flush()
 
     async def close(self) -> None:

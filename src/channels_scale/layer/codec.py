@@ -29,8 +29,14 @@ MESSAGE = 0
 GROUP = 1
 GROUP_ADD = 2
 GROUP_DISCARD = 3
+#: sent to every process of a prefix by ``flush()``: drop local groups and buffered messages
+FLUSH = 4
 
 Message = dict[str, Any]
+
+_packb = msgpack.packb
+#: msgpack fixarray header of a 6-item frame
+_FRAME_HEADER = b"\x96"
 
 
 class Frame(NamedTuple):
@@ -58,16 +64,23 @@ def pack_frame(
 ) -> bytes:
     """Encode a frame.
 
+    ``max_size`` bounds the encoded *payload*, not the frame: every path (local copy, inbox,
+    queue, group, group with history) then accepts exactly the same largest message, whatever
+    the length of the channel or group name around it.
+
     Raises:
-        MessageTooLarge: the encoded frame is over ``max_size`` bytes.
+        MessageTooLarge: the encoded payload is over ``max_size`` bytes.
         TypeError: the payload holds something msgpack cannot encode.
     """
-    data: bytes = msgpack.packb([kind, origin, seq, expires_at, target, payload], use_bin_type=True)
-    if len(data) > max_size:
+    body: bytes = _packb(payload, use_bin_type=True)
+    if len(body) > max_size:
         raise MessageTooLarge(
-            f"message is {len(data)} bytes encoded, over max_message_size={max_size}"
+            f"message is {len(body)} bytes encoded, over max_message_size={max_size}"
         )
-    return data
+    # a msgpack array is its header followed by its items: pack the first five items as a
+    # 5-array, turn its header into the 6-array's, append the payload already packed
+    head: bytes = _packb([kind, origin, seq, expires_at, target], use_bin_type=True)
+    return _FRAME_HEADER + head[1:] + body
 
 
 def unpack_frame(data: bytes) -> Frame:
@@ -89,7 +102,7 @@ def copy_message(message: Message, max_size: int) -> Message:
     Used for sends inside one process, so the receiver never shares objects with the sender and
     the same size and type rules apply as for remote sends.
     """
-    data: bytes = msgpack.packb(message, use_bin_type=True)
+    data: bytes = _packb(message, use_bin_type=True)
     if len(data) > max_size:
         raise MessageTooLarge(
             f"message is {len(data)} bytes encoded, over max_message_size={max_size}"

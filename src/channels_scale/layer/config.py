@@ -86,6 +86,7 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
     return value
 
 
+BROKERS = ("redis", "memory")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -107,6 +108,8 @@ class LayerConfig:
     backoff_base: float = 0.05
     backoff_cap: float = 5.0
     history: HistoryPolicy = field(default_factory=HistoryPolicy)
+    #: where messages travel: ``"redis"`` (the hosts) or ``"memory"`` (one process, no Redis)
+    broker: str = "redis"
 
     @classmethod
     def build(cls, **options: Any) -> LayerConfig:
@@ -140,6 +143,10 @@ class LayerConfig:
         for name in ("group_expiry", "capacity", "max_message_size", "pool_size"):
             if name in options:
                 _positive(name, options[name], integer=True)
+        if options.get("broker", cls.broker) not in BROKERS:
+            raise ConfigError(
+                f"broker must be one of {', '.join(BROKERS)}, not {options['broker']!r}"
+            )
         notice = options.get("overflow_notice_type")
         if notice is not None and not isinstance(notice, str):
             raise ConfigError("overflow_notice_type must be a message type string or None")

@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -108,14 +107,7 @@ class Shard:
         }
         self.blocking_pool: ConnectionPool = _make_pool(ConnectionPool, host, blocking_kwargs)
         self.blocking_client = Redis(connection_pool=self.blocking_pool)
-        self.pipe = CommandPipe(self.pubsub_connection, config.send_timeout)
-
-    def pubsub_connection(self) -> AbstractConnection:
-        """A new, unconnected connection for the pub/sub reader: no socket timeout at all."""
-        kwargs = dict(self.pool.connection_kwargs)
-        kwargs["socket_timeout"] = None
-        connection: AbstractConnection = self.pool.connection_class(**kwargs)
-        return connection
+        self.pipe = CommandPipe(host, config.send_timeout)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], what: str) -> T:
         """Run ``operation(client)``, retrying while Redis is unreachable, for ``send_timeout``.
@@ -163,23 +155,32 @@ class Shard:
             LayerUnavailable: Redis was unreachable for the whole ``send_timeout``.
             redis.exceptions.ResponseError: Redis answered with an error.
         """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             reply = await self._request(data)
         except REDIS_DOWN_ERRORS as exc:
-            reply = await self._execute_retrying(what, data, exc)
+            # the deadline counts from the first try (its reply may have been late, not lost:
+            # the pipe's watchdog gave up after send_timeout), so retries never extend it
+            reply = await self._execute_retrying(
+                what, data, exc, started + self.config.send_timeout
+            )
         if type(reply) is ReplyError:
             raise redis.exceptions.ResponseError(str(reply))
         return reply
 
-    async def _execute_retrying(self, what: str, data: bytes, first: BaseException) -> Any:
-        deadline = asyncio.get_running_loop().time() + self.config.send_timeout
+    async def _execute_retrying(
+        self, what: str, data: bytes, first: BaseException, deadline: float
+    ) -> Any:
+        loop = asyncio.get_running_loop()
         attempt = 0
         exc = first
         while True:
             await self._wait_to_retry(what, exc, deadline, attempt)
             attempt += 1
             try:
-                return await self._request(data)
+                async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
+                    return await self._request(data)
             except REDIS_DOWN_ERRORS as error:
                 exc = error
 

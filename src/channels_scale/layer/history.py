@@ -53,21 +53,34 @@ local function ensure_epoch(k_epoch, k_offset, k_stream, fresh, ttl)
 end
 """
 
-# KEYS: 1 group channel, 2 its queue members, 3 epoch, 4 offset counter, 5 stream.
+# KEYS: 1 group channel, 2 its queue members, 3 epoch, 4 offset counter, 5 stream,
+#       6 the send's idempotency key.
 # ARGV: 1 frame with the 8-item header, 2 oldest valid join time, 3 a fresh epoch token,
-#       4 stream size, 5 ttl in ms.
+#       4 stream size, 5 ttl in ms, 6 idempotency key ttl in ms.
 # Returns {offset, epoch, queue members...}.
+# A send retried because its reply was lost (the first try ran) finds its idempotency key and
+# gets the first try's offset back: stored once, published once (Centrifugo's Redis engine does
+# the same check in its publish script).
 GROUP_SEND_HISTORY = (
     _ENSURE_EPOCH
     + """
-local epoch = ensure_epoch(KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[5])
-local offset = redis.call('INCR', KEYS[4])
-local data = ARGV[1] .. cmsgpack.pack(offset) .. cmsgpack.pack(epoch)
-redis.call('XADD', KEYS[5], 'MAXLEN', '=', ARGV[4], offset .. '-1', 'f', data)
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
-redis.call('PEXPIRE', KEYS[4], ARGV[5])
-redis.call('PEXPIRE', KEYS[5], ARGV[5])
-redis.call('PUBLISH', KEYS[1], data)
+local offset, epoch
+local seen = redis.call('GET', KEYS[6])
+if seen then
+  local sep = string.find(seen, ':', 1, true)
+  offset = tonumber(string.sub(seen, 1, sep - 1))
+  epoch = string.sub(seen, sep + 1)
+else
+  epoch = ensure_epoch(KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[5])
+  offset = redis.call('INCR', KEYS[4])
+  local data = ARGV[1] .. cmsgpack.pack(offset) .. cmsgpack.pack(epoch)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '=', ARGV[4], offset .. '-1', 'f', data)
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  redis.call('PEXPIRE', KEYS[5], ARGV[5])
+  redis.call('PUBLISH', KEYS[1], data)
+  redis.call('SET', KEYS[6], offset .. ':' .. epoch, 'PX', ARGV[6])
+end
 local result = {offset, epoch}
 if redis.call('EXISTS', KEYS[2]) == 1 then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')) do
@@ -103,6 +116,17 @@ end
 return result
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What a group's stream holds now: its epoch, the first offset still kept and the last one
+    written. ``first`` is ``top + 1`` when the stream is empty. (Defined here, in the layer, so
+    the layer never imports from :mod:`channels_scale.history`; that package re-exports it.)"""
+
+    epoch: str
+    first: int
+    top: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,24 @@
-"""The layer as seen from one event loop: local buffers, local groups, Redis I/O.
+"""The layer as seen from one event loop: the wiring of a :class:`~.router.Router` (local
+channels, groups, buffers; no I/O) and a :class:`~.broker.Broker` (where messages travel).
 
 :class:`~channels_scale.layer.RedisChannelLayer` keeps one :class:`LoopLayer` per event loop
-(redis-py connections belong to the loop that made them). Each loop layer has its own inbox id,
-so "the process" in the docs means "one event loop of a process"; a server runs one loop.
+(connections belong to the loop that made them). Each loop layer has its own inbox id, so "the
+process" in the docs means "one event loop of a process"; a server runs one loop. The loop layer
+owns its router and its broker: one lifecycle, closed with the loop.
 
 Paths, cheapest first:
 
 - ``send`` to a channel of this loop's inbox: copy through the codec into the local buffer, wake
-  one waiting ``receive``; no Redis.
-- ``group_send``: pack once, deliver to local members, one script call (``PUBLISH`` + a lookup
-  of the group's queue members) on the group's shard, written on its auto-pipelining connection
-  (:mod:`.pipe`). Every process subscribed to the group unpacks
-  the frame once and puts the *same* message dict into each local member's buffer.
-- ``send`` to another process' channel: one ``PUBLISH`` to its inbox.
-- ``send`` to a normal channel: one ``EVALSHA`` (capacity check + ``RPUSH`` + expiry);
-  ``receive`` on it runs a blocking-pop task while someone waits.
+  one waiting ``receive``; no broker.
+- ``group_send``: pack once, deliver to local members, one broker publish. Every process
+  subscribed to the group unpacks the frame once and its router puts the *same* message dict
+  into each local member's buffer.
+- ``send`` to another process' channel: one broker inbox send.
+- ``send`` to a normal channel: one queue push; ``receive`` on it runs a pop task while someone
+  waits.
+
+After every call that may change which groups have local members, the router's queued
+subscription changes are applied to the broker at once, in order (:meth:`LoopLayer._apply`).
 """
 
 from __future__ import annotations
@@ -23,261 +27,160 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from redis.asyncio import Redis
-
-from channels_scale.exceptions import ChannelFull
-from channels_scale.history.merge import StreamState
+from channels_scale.exceptions import ChannelFull, ChannelNotLocal
 from channels_scale.layer import codec, history
-from channels_scale.layer.buffer import ChannelBuffer, Entry, OverflowPolicy
+from channels_scale.layer.broker import Broker
+from channels_scale.layer.buffer import ChannelBuffer
 from channels_scale.layer.codec import Message
-from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Script, Shard
+from channels_scale.layer.config import LayerConfig
+from channels_scale.layer.history import StreamState
+from channels_scale.layer.memory_broker import MemoryBroker, MemoryHub
 from channels_scale.layer.naming import (
+    CHANNEL_SUFFIX_LENGTH,
+    TOKEN_LENGTH,
     Keys,
     inbox_of,
     make_channel_name,
     new_inbox_id,
     random_token,
 )
-from channels_scale.layer.pipe import encode
-from channels_scale.layer.reader import PubSubReader
-from channels_scale.layer.sharding import ShardRouter
-from channels_scale.layer.stats import Counters, GapDetector
-
-if TYPE_CHECKING:
-    from channels_scale.layer.channel_layer import RedisChannelLayer
+from channels_scale.layer.redis_broker import RedisBroker
+from channels_scale.layer.router import Router
+from channels_scale.layer.stats import Counters
 
 logger = logging.getLogger("channels_scale.layer")
 
-# KEYS[1] group channel, KEYS[2] its queue members; ARGV frame, oldest valid join time.
-# One round trip per group_send; the lookup of a missing set (no normal channel joined) is O(1).
-_GROUP_SEND = Script("""
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
-""")
-
-# KEYS[1] queue; ARGV frame, capacity, expiry in ms. Returns 0 when full.
-_QUEUE_PUSH = Script("""
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-""")
-_HISTORY_SEND = Script(history.GROUP_SEND_HISTORY)
-
-#: how long an idle blocking-pop task lingers for the next receive() before it stops, seconds
+#: how long an idle queue-pop task lingers for the next receive() before it stops, seconds
 PULLER_LINGER = 10.0
 
 
 class LoopLayer:
-    """All state and I/O of the layer for one event loop."""
+    """Router + broker of one event loop (see the module docstring)."""
 
-    def __init__(self, owner: RedisChannelLayer) -> None:
-        self.owner = owner
-        config = self.config = owner.config
+    def __init__(
+        self,
+        config: LayerConfig,
+        capacity_of: Callable[[str], int],
+        max_name_length: int,
+        hub: MemoryHub | None = None,
+    ) -> None:
+        self.config = config
+        self.capacity_of = capacity_of
+        self.max_name_length = max_name_length
         self.counters = Counters()
-        self._drop_oldest = config.overflow is OverflowPolicy.DROP_OLDEST
         self.keys = Keys(config.prefix)
-        self.router = ShardRouter(len(config.hosts))
         self.inbox_id = new_inbox_id()
-        self.shards = [Shard(i, h, config, self.counters) for i, h in enumerate(config.hosts)]
-        self._readers: dict[int, PubSubReader] = {}
-        self._inbox_channel = self.keys.inbox(self.inbox_id).encode()
-        self._inbox_shard = self.router.shard_for(self.inbox_id)
-        self._buffers: dict[str, ChannelBuffer] = {}
-        # group -> {channel: time added}, in the order added (oldest first, for group_expiry)
-        self._groups: dict[str, dict[str, float]] = {}
+        #: the id senders number frames under; a new one (inbox id + generation) when the
+        #: sequence table is reset, so receivers never see numbering start again at 1
+        self.origin = self.inbox_id
+        self._generation = 0
         self._seq: dict[str, int] = {}
-        self._gaps = GapDetector()
+        self.router = Router(
+            self.inbox_id, capacity_of, config.overflow, config.group_expiry, self.counters
+        )
+        self.broker: Broker
+        if config.broker == "memory":
+            self.broker = MemoryBroker(
+                hub or MemoryHub(), config, self.counters, self._on_frame, capacity_of
+            )
+        else:
+            self.broker = RedisBroker(config, self.counters, self._on_frame, capacity_of)
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._demand: dict[str, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._history = config.history
-        if self._history:
-            self._history_read = [
-                s.client.register_script(history.READ_HISTORY) for s in self.shards
-            ]
+        #: objects of upper layers living as long as this loop's layer (presence heartbeat)
+        self.resources: dict[str, Any] = {}
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _reader(self, shard: int) -> PubSubReader:
-        reader = self._readers.get(shard)
-        if reader is None:
-            reader = self._readers[shard] = PubSubReader(
-                self.shards[shard], self._on_pubsub, self.config, self.counters
-            )
-        return reader
 
     def _next_seq(self, key: str) -> int:
         seq = self._seq.get(key, 0) + 1
         if seq == 1 and len(self._seq) >= 100_000:
-            self._seq.clear()  # receivers follow a restart at 1
+            # bound memory: forget every counter and number under a new origin (a receiver
+            # would take a second "1" from the same origin for a duplicate)
+            self._seq.clear()
+            self._generation += 1
+            self.origin = f"{self.inbox_id}:{self._generation}"
         self._seq[key] = seq
         return seq
 
     def _buffer(self, channel: str) -> ChannelBuffer:
-        buffer = self._buffers.get(channel)
+        buffer = self.router.buffers.get(channel)
         if buffer is None:
-            buffer = self._buffers[channel] = ChannelBuffer(
-                self.owner.get_capacity(channel), self.config.overflow
-            )
+            buffer = self.router.buffer(channel)
             if self._housekeeping is None:
                 self._housekeeping = asyncio.get_running_loop().create_task(self._sweep())
         return buffer
 
-    @staticmethod
-    def _wake(buffer: ChannelBuffer) -> None:
-        waiters = buffer.waiters
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                return
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    # -- delivery into local buffers (the hot path) ---------------------------------------
-
-    def _deliver(self, channel: str, entry: Entry) -> None:
-        buffer = self._buffers.get(channel)
-        if buffer is None:  # (not `or`: an empty buffer is falsy, and __len__ costs a call)
-            buffer = self._buffer(channel)
-        if buffer.offer(entry):
-            self.counters.delivered += 1
-        else:
-            self.counters.dropped_overflow += 1
-            if buffer.drop_oldest:
-                self.counters.delivered += 1
-        if buffer.waiters:
-            self._wake(buffer)
-
-    def _fanout(self, group: str, entry: Entry) -> None:
-        members = self._groups.get(group)
-        if not members:
+    def _apply(self) -> None:
+        """Apply the router's subscription changes to the broker, oldest first, now."""
+        changes = self.router.changes
+        if not changes:
             return
-        if time.time() - next(iter(members.values())) > self.config.group_expiry:
-            self._prune_group(group, members)
-            if not members:
-                return
-        buffers = self._buffers
-        dropped = 0
-        for channel in members:
-            buffer = buffers.get(channel)
-            if buffer is None:
-                buffer = self._buffer(channel)
-            if not buffer.offer(entry):
-                dropped += 1
-            if buffer.waiters:
-                self._wake(buffer)
-        # drop-oldest stores every new message (an older one made room); drop-newest does not
-        self.counters.delivered += len(members) - (0 if self._drop_oldest else dropped)
-        self.counters.dropped_overflow += dropped
+        broker = self.broker
+        for subscribe, group in changes:
+            if subscribe:
+                broker.subscribe_group(group)
+            else:
+                broker.unsubscribe_group(group)
+        changes.clear()
 
-    def _prune_group(self, group: str, members: dict[str, float]) -> None:
-        limit = time.time() - self.config.group_expiry
-        for channel, added in list(members.items()):
-            if added >= limit:
-                break
-            del members[channel]
-        if not members:
-            self._drop_group(group)
-
-    def _drop_group(self, group: str) -> None:
-        self._groups.pop(group, None)
-        self._gaps.forget(group)
-        self._spawn(
-            self._reader(self.router.shard_for(group)).unsubscribe(self.keys.group(group).encode())
-        )
-
-    def _on_pubsub(self, channel: bytes, data: bytes) -> None:
+    def _on_frame(self, data: bytes) -> None:
         try:
             frame = codec.unpack_frame(data)
         except ValueError:
             self.counters.bad_frames += 1
             return
-        self.counters.received += 1
-        kind = frame.kind
-        if kind == codec.GROUP:
-            if frame.origin == self.inbox_id:
-                return  # delivered locally by group_send already
-            if not self._check_seq(frame.target, frame):
-                return
-            if frame.offset:
-                payload = frame.payload
-                payload[history.EPOCH_KEY] = frame.epoch
-                payload[history.OFFSET_KEY] = frame.offset
-            self._fanout(frame.target, (frame.expires_at, frame.payload))
-            return
-        if not self._check_seq("", frame):
-            return
-        if kind == codec.MESSAGE:
-            self._deliver(frame.target, (frame.expires_at, frame.payload))
-        elif kind == codec.GROUP_ADD:
-            self._spawn(self._local_group_add(frame.payload, frame.target))
-        elif kind == codec.GROUP_DISCARD:
-            self._local_group_discard(frame.payload, frame.target)
-        else:
-            self.counters.bad_frames += 1
-
-    def _check_seq(self, key: str, frame: codec.Frame) -> bool:
-        deliver, lost = self._gaps.observe(key, frame.origin, frame.seq)
-        if lost:
-            self.counters.lost_gap += lost
-        return deliver
+        self.router.frame_received(frame, time.time())
+        if self.router.changes:
+            self._apply()
 
     # -- process-specific channels ------------------------------------------------------------
 
     async def new_channel(self, prefix: str) -> str:
-        await self._reader(self._inbox_shard).subscribe(self._inbox_channel)
-        channel = make_channel_name(prefix, self.inbox_id, random_token(12))
+        channel = make_channel_name(prefix, self.inbox_id, random_token(TOKEN_LENGTH))
+        limit = self.max_name_length  # Channels: names shorter than this
+        if len(channel) >= limit:
+            longest = limit - 1 - CHANNEL_SUFFIX_LENGTH - 1  # the dot after the prefix
+            raise TypeError(
+                f"new_channel prefix {prefix!r} is too long: channel names have fewer than "
+                f"{limit} characters, so the prefix at most {longest}"
+            )
+        await self.broker.subscribe_inbox(self.inbox_id)
         self._buffer(channel)
         return channel
 
+    def owns(self, channel: str) -> bool:
+        """True for a process-specific channel of this loop's inbox."""
+        return "!" in channel and inbox_of(channel) == self.inbox_id
+
     async def send(self, channel: str, message: Message) -> None:
         config = self.config
+        expires_at = time.time() + config.expiry
         if "!" in channel:
             inbox = inbox_of(channel)
             if inbox == self.inbox_id:
                 copied = codec.copy_message(message, config.max_message_size)
-                buffer = self._buffer(channel)
-                if buffer.is_full():
+                if self._buffer(channel).is_full():
                     raise ChannelFull(channel)
-                self._deliver(channel, (time.time() + config.expiry, copied))
+                self.router.deliver(channel, (expires_at, copied))
                 return
-            key = self.keys.inbox(inbox)
+            seq = self._next_seq(self.keys.inbox(inbox))
             frame = codec.pack_frame(
-                codec.MESSAGE,
-                self.inbox_id,
-                self._next_seq(key),
-                time.time() + config.expiry,
-                channel,
-                message,
+                codec.MESSAGE, self.origin, seq, expires_at, channel, message,
                 config.max_message_size,
-            )
-            await self._publish(self.router.shard_for(inbox), key, frame)
+            )  # fmt: skip
+            await self.broker.send_inbox(inbox, frame)
             return
         frame = codec.pack_frame(
-            codec.MESSAGE,
-            self.inbox_id,
-            0,
-            time.time() + config.expiry,
-            channel,
-            message,
-            config.max_message_size,
+            codec.MESSAGE, self.origin, 0, expires_at, channel, message, config.max_message_size
         )
-        if not await self._queue_push(channel, frame):
+        if not await self.broker.queue_push(channel, frame, self.capacity_of(channel)):
             raise ChannelFull(channel)
-
-    async def _publish(self, shard: int, key: str, frame: bytes) -> None:
-        receivers: int = await self.shards[shard].execute("send", encode(b"PUBLISH", key, frame))
-        self.counters.published += 1
-        if not receivers:
-            self.counters.undeliverable += 1
 
     def local_buffer(self, channel: str) -> ChannelBuffer | None:
         """The buffer of a known process-specific channel of this loop, else None.
@@ -287,12 +190,15 @@ class LoopLayer:
         """
         if "!" not in channel:
             return None
-        return self._buffers.get(channel)
+        return self.router.buffers.get(channel)
 
     async def receive(self, channel: str) -> Message:
-        buffer = self._buffers.get(channel)
-        if buffer is None:
-            buffer = self._buffer(channel)
+        if "!" in channel and inbox_of(channel) != self.inbox_id:
+            raise ChannelNotLocal(
+                f"receive({channel!r}): the channel belongs to another process or event loop "
+                "(a new_channel() name can only be received on the event loop that made it)"
+            )
+        buffer = self._buffer(channel)
         if "!" not in channel:
             self._want_queue(channel)
         return await self.receive_from(buffer)
@@ -312,22 +218,13 @@ class LoopLayer:
                 if future.done() and not future.cancelled():
                     # woken for a message we will not take: pass it to the next waiter
                     if len(buffer):
-                        self._wake(buffer)
+                        Router.wake(buffer)
                 else:
                     with contextlib.suppress(ValueError):
                         buffer.waiters.remove(future)
                 raise
 
-    # -- normal channels: Redis lists ---------------------------------------------------------
-
-    async def _queue_push(self, channel: str, frame: bytes) -> bool:
-        shard = self.router.shard_for(channel)
-        args = [frame, self.owner.get_capacity(channel), int(self.config.expiry * 1000)]
-        pushed = await self.shards[shard].run_script(
-            "send", _QUEUE_PUSH, [self.keys.queue(channel)], args
-        )
-        self.counters.published += 1
-        return bool(pushed)
+    # -- normal channels: queues ----------------------------------------------------------------
 
     def _want_queue(self, channel: str) -> None:
         event = self._demand.get(channel)
@@ -341,16 +238,13 @@ class LoopLayer:
             )
 
     async def _pull(self, channel: str, demand: asyncio.Event) -> None:
-        """Move messages from the channel's Redis list to its local buffer while receivers wait.
+        """Move messages from the channel's queue to its local buffer while receivers wait.
 
         Pops only while a receive() waits, so idle workers do not hoard messages; a message
         popped for a receive() cancelled meanwhile stays in the local buffer for the next one.
+        The broker's pop never raises for an outage or an error reply (it waits them out).
         """
-        shard = self.router.shard_for(channel)
-        client: Redis = self.shards[shard].blocking_client
-        key = self.keys.queue(channel)
         buffer = self._buffer(channel)
-        attempt = 0
         try:
             while True:
                 if not buffer.waiters:
@@ -360,24 +254,16 @@ class LoopLayer:
                             await demand.wait()
                     except TimeoutError:
                         return
-                try:
-                    item = await client.blpop([key], timeout=BLOCKING_POP_TIMEOUT)
-                except REDIS_DOWN_ERRORS:
-                    await asyncio.sleep(
-                        min(self.config.backoff_cap, self.config.backoff_base * 2**attempt)
-                    )
-                    attempt = min(attempt + 1, 16)
-                    continue
-                attempt = 0
-                if item is None:
+                data = await self.broker.queue_pop(channel)
+                if data is None:
                     continue
                 try:
-                    frame = codec.unpack_frame(item[1])  # type: ignore[arg-type]
+                    frame = codec.unpack_frame(data)
                 except ValueError:
                     self.counters.bad_frames += 1
                     continue
                 self.counters.received += 1
-                self._deliver(channel, (frame.expires_at, frame.payload))
+                self.router.deliver(channel, (frame.expires_at, frame.payload))
         finally:
             if self._pullers.get(channel) is asyncio.current_task():
                 del self._pullers[channel]
@@ -386,122 +272,57 @@ class LoopLayer:
     # -- groups ------------------------------------------------------------------------------
 
     async def group_add(self, group: str, channel: str) -> None:
-        if "!" in channel:
-            inbox = inbox_of(channel)
-            if inbox == self.inbox_id:
-                await self._local_group_add(group, channel)
-            else:
-                await self._control(codec.GROUP_ADD, inbox, group, channel)
+        if "!" not in channel:
+            await self.broker.queue_group_add(group, channel)
             return
-        shard = self.router.shard_for(group)
-        key = self.keys.group_queues(group)
-        now = time.time()
-        expiry = self.config.group_expiry
-
-        async def record(client: Redis) -> Any:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.zadd(key, {channel: now})
-                pipe.zremrangebyscore(key, "-inf", now - expiry)
-                pipe.expire(key, expiry)
-                return await pipe.execute()
-
-        await self.shards[shard].call(record, "group_add")
-
-    async def _local_group_add(self, group: str, channel: str) -> None:
-        members = self._groups.get(group)
-        if members is None:
-            members = self._groups[group] = {}
-        members.pop(channel, None)  # re-adding renews: keep insertion order == age order
-        members[channel] = time.time()
-        await self._reader(self.router.shard_for(group)).subscribe(self.keys.group(group).encode())
-
-    def _local_group_discard(self, group: str, channel: str) -> None:
-        members = self._groups.get(group)
-        if members is not None:
-            members.pop(channel, None)
-            if not members:
-                self._drop_group(group)
+        inbox = inbox_of(channel)
+        if inbox != self.inbox_id:
+            await self._control(codec.GROUP_ADD, inbox, group, channel)
+            return
+        self.router.join(group, channel, time.time())
+        self._apply()
+        await self.broker.wait_subscribed(group)  # at once when subscribed already
 
     async def group_discard(self, group: str, channel: str) -> None:
-        if "!" in channel:
-            inbox = inbox_of(channel)
-            if inbox == self.inbox_id:
-                self._local_group_discard(group, channel)
-            else:
-                await self._control(codec.GROUP_DISCARD, inbox, group, channel)
+        if "!" not in channel:
+            await self.broker.queue_group_discard(group, channel)
             return
-        key = self.keys.group_queues(group)
-        await self.shards[self.router.shard_for(group)].call(
-            lambda client: client.zrem(key, channel), "group_discard"
-        )
+        inbox = inbox_of(channel)
+        if inbox != self.inbox_id:
+            await self._control(codec.GROUP_DISCARD, inbox, group, channel)
+            return
+        self.router.leave(group, channel)
+        self._apply()
 
     async def _control(self, kind: int, inbox: str, group: str, channel: str) -> None:
-        key = self.keys.inbox(inbox)
+        seq = self._next_seq(self.keys.inbox(inbox))
+        expires_at = time.time() + self.config.expiry
         frame = codec.pack_frame(
-            kind,
-            self.inbox_id,
-            self._next_seq(key),
-            time.time() + self.config.expiry,
-            channel,
-            group,
-            self.config.max_message_size,
+            kind, self.origin, seq, expires_at, channel, group, self.config.max_message_size
         )
-        await self._publish(self.router.shard_for(inbox), key, frame)
+        await self.broker.send_inbox(inbox, frame)
 
     async def group_send(self, group: str, message: Message, keep: bool = True) -> None:
         config = self.config
-        key = self.keys.group(group)
+        seq = self._next_seq(self.keys.group(group))
         frame = codec.pack_frame(
-            codec.GROUP,
-            self.inbox_id,
-            self._next_seq(key),
-            time.time() + config.expiry,
-            group,
-            message,
+            codec.GROUP, self.origin, seq, time.time() + config.expiry, group, message,
             config.max_message_size,
-        )
-        if self._history and keep:
-            rule = self._history.rule_for(group)
-            if rule is not None:
-                await self._group_send_history(group, key, frame, rule)
-                return
-        if group in self._groups:
+        )  # fmt: skip
+        rule = self._history.rule_for(group) if self._history and keep else None
+        if rule is None and group in self.router.groups:
             local = codec.unpack_frame(frame)
-            self._fanout(group, (local.expires_at, local.payload))
-        shard = self.router.shard_for(group)
-        keys: list[bytes | str] = [key, self.keys.group_queues(group)]
-        args: list[bytes | float] = [frame, time.time() - config.group_expiry]
-        queue_members = await self.shards[shard].run_script("group_send", _GROUP_SEND, keys, args)
-        self.counters.published += 1
-        for member in queue_members:
-            with contextlib.suppress(ChannelFull):
-                await self._queue_push(member.decode(), frame)
-
-    async def _group_send_history(
-        self, group: str, key: str, frame: bytes, rule: history.HistoryRule
-    ) -> None:
-        """One script stores the frame in the group's stream and publishes it with its offset."""
-        shard = self.router.shard_for(group)
-        keys: list[bytes | str] = [key, self.keys.group_queues(group), *self.keys.history(group)]
-        args: list[bytes | float | int | str] = [
-            history.with_history_header(frame),
-            time.time() - self.config.group_expiry,
-            random_token(16),
-            rule.size,
-            int(rule.ttl * 1000),
-        ]
-        result = await self.shards[shard].run_script("group_send", _HISTORY_SEND, keys, args)
-        self.counters.published += 1
-        offset, epoch, queue_members = int(result[0]), result[1].decode(), result[2:]
-        if group in self._groups:
+            self.router.fanout(group, (local.expires_at, local.payload), time.time())
+            self._apply()
+        published = await self.broker.publish(group, frame, rule, f"{self.origin}:{seq}")
+        if rule is not None and group in self.router.groups:
+            # with history, local members get the message with its (epoch, offset)
             local = codec.unpack_frame(frame)
             payload = local.payload
-            payload[history.EPOCH_KEY] = epoch
-            payload[history.OFFSET_KEY] = offset
-            self._fanout(group, (local.expires_at, payload))
-        for member in queue_members:
-            with contextlib.suppress(ChannelFull):
-                await self._queue_push(member.decode(), frame)
+            payload[history.EPOCH_KEY] = published.epoch
+            payload[history.OFFSET_KEY] = published.offset
+            self.router.fanout(group, (local.expires_at, payload), time.time())
+            self._apply()
 
     async def group_history(
         self, group: str, after: int, limit: int
@@ -515,16 +336,9 @@ class LoopLayer:
         rule = self._history.rule_for(group) if self._history else None
         if rule is None:
             raise ValueError(f"group {group!r} keeps no history (see the layer's history option)")
-        shard = self.router.shard_for(group)
-        script = self._history_read[shard]
-        keys = list(self.keys.history(group))
-        args: list[str | int] = [random_token(16), max(after, 0), limit, int(rule.ttl * 1000)]
-        result = await self.shards[shard].call(
-            lambda client: script(keys=keys, args=args, client=client), "group_history"
-        )
-        state = StreamState(result[0].decode(), int(result[2]), int(result[1]))
+        state, frames = await self.broker.history(group, rule, after, limit)
         messages: list[tuple[int, Message]] = []
-        for data in result[3:]:
+        for data in frames:
             try:
                 frame = codec.unpack_frame(data)
             except ValueError:
@@ -536,72 +350,37 @@ class LoopLayer:
             messages.append((frame.offset, payload))
         return state, messages
 
-    async def on_group_shard(self, group: str, operation: Any, what: str) -> Any:
-        """Run ``operation(client)`` on the shard holding ``group``'s keys, with the layer's
-        retry for ``send_timeout`` (used by presence)."""
-        return await self.shards[self.router.shard_for(group)].call(operation, what)
-
     # -- flush, housekeeping, close -------------------------------------------------------------
 
     async def flush(self) -> None:
-        for buffer in self._buffers.values():
-            buffer.clear()
-        for group in list(self._groups):
-            self._drop_group(group)
-        self._gaps.clear()
-        pattern = self.keys.pattern()
-
-        async def unlink_all(client: Redis) -> None:
-            batch: list[Any] = []
-            async for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await client.unlink(*batch)
-
-        for shard in self.shards:
-            await shard.call(unlink_all, "flush")
+        """Drop this loop's buffers and groups, delete the prefix' keys, then tell every other
+        process of the prefix to drop its groups and buffers (Channels: flush removes all
+        groups)."""
+        self.router.flush()
+        self._apply()
+        notice = codec.pack_frame(
+            codec.FLUSH, self.origin, 0, time.time() + self.config.expiry, "", None, 64
+        )
+        await self.broker.flush(notice)
 
     async def _sweep(self) -> None:
         """Drop expired messages and forget idle empty buffers, every ``min(expiry, 30)`` s."""
         interval = min(self.config.expiry, 30.0)
         while True:
             await asyncio.sleep(interval)
-            now = time.time()
-            for channel, buffer in list(self._buffers.items()):
-                self.counters.expired += buffer.purge_expired(now)
-                if not buffer.touched and not len(buffer) and not buffer.waiters:
-                    del self._buffers[channel]
-                buffer.touched = False
-            for group, members in list(self._groups.items()):
-                if members and now - next(iter(members.values())) > self.config.group_expiry:
-                    self._prune_group(group, members)
+            self.router.sweep(time.time())
+            self._apply()
 
     def gauges(self) -> dict[str, int]:
-        """Current sizes: local buffers, buffered messages, groups with local members."""
-        return {
-            "buffers": len(self._buffers),
-            "buffered": sum(len(b) for b in self._buffers.values()),
-            "groups": len(self._groups),
-            "subscriptions": sum(len(r.channels) for r in self._readers.values()),
-        }
+        """Current sizes: local buffers, buffered messages, groups, broker subscriptions."""
+        return {**self.router.gauges(), "subscriptions": self.broker.subscriptions()}
 
     def channel_info(self, channel: str) -> dict[str, int]:
         """Buffered and dropped counts of one local channel (zeros when unknown)."""
-        buffer = self._buffers.get(channel)
-        if buffer is None:
-            return {"buffered": 0, "dropped": 0, "expired": 0, "capacity": 0}
-        return {
-            "buffered": len(buffer),
-            "dropped": buffer.dropped,
-            "expired": buffer.expired,
-            "capacity": buffer.capacity,
-        }
+        return self.router.channel_info(channel)
 
     async def aclose(self) -> None:
-        tasks = [*self._pullers.values(), *self._background]
+        tasks = [*self._pullers.values()]
         if self._housekeeping is not None:
             tasks.append(self._housekeeping)
         for task in tasks:
@@ -609,10 +388,12 @@ class LoopLayer:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for reader in self._readers.values():
-            await reader.aclose()
-        for shard in self.shards:
-            await shard.aclose()
-        for buffer in self._buffers.values():
+        for resource in self.resources.values():
+            closer = getattr(resource, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        await self.broker.aclose()
+        for buffer in self.router.buffers.values():
             for future in buffer.waiters:
                 future.cancel()

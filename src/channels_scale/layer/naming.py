@@ -42,6 +42,10 @@ def make_channel_name(prefix: str, inbox_id: str, token: str) -> str:
     return f"{prefix}{inbox_id}!{token}"
 
 
+#: length of a channel name made by :func:`make_channel_name`, beyond its prefix and dot
+CHANNEL_SUFFIX_LENGTH = INBOX_ID_LENGTH + 1 + TOKEN_LENGTH
+
+
 def inbox_of(channel: str) -> str:
     """The inbox id of a process-specific channel: the segment between the last dot and ``!``.
 
@@ -87,6 +91,16 @@ class Keys:
             f"{self.prefix}:offset:{{{group}}}",
             f"{self.prefix}:stream:{{{group}}}",
         )
+
+    def idempotency(self, group: str, send_id: str) -> str:
+        """Short-lived key recording that one ``group_send`` with history was stored (its
+        ``send_id`` is the sender's origin and sequence number): a retry finds it."""
+        return f"{self.prefix}:idem:{{{group}}}:{send_id}"
+
+    def flush_channel(self) -> str:
+        """Pub/sub channel on which ``flush()`` tells every process of the prefix to drop its
+        groups and buffered messages."""
+        return f"{self.prefix}:flush"
 
     def presence(self, group: str) -> tuple[str, str, str]:
         """The group's presence keys: connection expiry times (zset), each connection's user

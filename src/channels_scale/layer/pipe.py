@@ -13,8 +13,11 @@ inbox, the ``group_send`` script, the queue-push script) therefore go through on
 - replies are parsed by ``hiredis`` directly in the transport's ``data_received`` callback: no
   reader task, no coroutine per reply; error replies are returned (not raised) as
   :class:`ReplyError` and the caller decides;
-- the connection is opened by redis-py (so TLS, ACL user, password, db and every pool option
-  behave exactly as for the rest of the layer), then its transport is handed to this protocol;
+- the connection is the layer's own (:func:`.wire.open_connection`: TCP, TLS or unix socket,
+  AUTH with ACL user and password, SELECT, CLIENT SETNAME), no redis-py object involved;
+- write flow control: when the transport's buffer passes its high-water mark
+  (``pause_writing``), new requests wait until it drains (``resume_writing``) instead of
+  growing the buffer without bound;
 - ordering: Redis executes the commands of one connection in the order written, and a sender
   awaits each call, so messages of one sender keep their order;
 - failure: a lost connection fails every pending call with ``ConnectionError``; a watchdog closes
@@ -28,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import hiredis
+
+from channels_scale.layer.config import HostConfig
+from channels_scale.layer.wire import open_connection
 
 #: how often the watchdog looks for an overdue reply while calls are pending, seconds
 WATCHDOG_INTERVAL = 0.5
@@ -55,38 +60,18 @@ def encode(*args: bytes | str | int | float) -> bytes:
     return b"".join(parts)
 
 
-async def take_over(
-    connection: Any, protocol: asyncio.Protocol, handshake_timeout: float
-) -> tuple[asyncio.WriteTransport, asyncio.StreamWriter]:
-    """Connect a redis-py ``connection`` and hand its transport to ``protocol``.
-
-    redis-py connects, negotiates TLS, authenticates and selects the db (so every URL and pool
-    option behaves as elsewhere in the layer); nothing is left unread after its handshake. Keep
-    the returned ``StreamWriter`` referenced as long as the transport is used: its ``__del__``
-    closes the transport. The handshake is bounded by ``handshake_timeout`` (the connection has
-    no socket timeout: a server that accepts and never answers would hang it).
-    """
-    try:
-        async with asyncio.timeout(handshake_timeout):
-            await connection.connect()
-    except BaseException:
-        await connection.disconnect(nowait=True)
-        raise
-    writer: asyncio.StreamWriter = connection._writer
-    transport: Any = writer.transport
-    connection._writer = connection._reader = None  # ours now: redis-py must not warn about it
-    transport.set_protocol(protocol)
-    if not transport.is_reading():
-        transport.resume_reading()
-    return transport, writer
-
-
 class _Protocol(asyncio.Protocol):
-    """The transport's protocol once redis-py has connected and authenticated."""
+    """The command connection's protocol, after the handshake."""
 
     def __init__(self, pipe: CommandPipe) -> None:
         self.pipe = pipe
         self.reader = hiredis.Reader(replyError=ReplyError)
+
+    def pause_writing(self) -> None:
+        self.pipe.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.pipe.writable.set()
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -111,9 +96,12 @@ class _Protocol(asyncio.Protocol):
 class CommandPipe:
     """One pipelined connection to one shard (see the module docstring)."""
 
-    def __init__(self, make_connection: Callable[[], Any], reply_timeout: float) -> None:
-        self.make_connection = make_connection
+    def __init__(self, host: HostConfig, reply_timeout: float) -> None:
+        self.host = host
         self.reply_timeout = reply_timeout
+        #: cleared while the transport's write buffer is over its high-water mark
+        self.writable = asyncio.Event()
+        self.writable.set()
         self.waiters: deque[asyncio.Future[Any]] = deque()
         #: set by every reply; the watchdog clears it
         self.progress = False
@@ -122,7 +110,6 @@ class CommandPipe:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._idle_checks = 0
-        self._writer: asyncio.StreamWriter | None = None
 
     async def request(self, data: bytes) -> Any:
         """Write one encoded command and return its reply (a :class:`ReplyError` for errors).
@@ -133,6 +120,9 @@ class CommandPipe:
         transport = self._transport
         if transport is None or transport.is_closing():
             transport = await self._connect()
+        if not self.writable.is_set():  # flow control: wait for the buffer to drain
+            await self.writable.wait()
+            transport = self._transport or await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         waiters = self.waiters
         if not waiters:
@@ -163,14 +153,13 @@ class CommandPipe:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> asyncio.WriteTransport:
-        transport, self._writer = await take_over(
-            self.make_connection(), _Protocol(self), self.reply_timeout
-        )
-        return transport
+        self.writable.set()
+        return await open_connection(self.host, _Protocol(self), self.reply_timeout)
 
     def lost(self, exc: Exception | None) -> None:
         """The connection closed: fail every pending call (callers retry)."""
-        self._transport = self._writer = None
+        self._transport = None
+        self.writable.set()  # waiters then find no transport and reconnect
         error = ConnectionError(f"connection to Redis lost: {exc}" if exc else "connection closed")
         waiters, self.waiters = self.waiters, deque()
         for future in waiters:

@@ -8,8 +8,8 @@ retry and timeout behaviour changes between versions):
   three intervals the connection is deemed dead and closed;
 - on any error it reconnects with exponential backoff and full jitter, then subscribes again to
   every channel in :attr:`PubSubReader.channels` (the inbox and each group with local members);
-- once redis-py has connected (TLS, auth, db), the reader takes over the transport: ``hiredis``
-  parses whatever arrived in the transport's ``data_received`` callback, and each message is
+- the connection is the layer's own (:func:`.wire.open_connection`: TLS, auth, db, name);
+  ``hiredis`` parses whatever arrived in the transport's ``data_received``, and each message is
   handed to a plain callback there, synchronously (no coroutine per message; several messages
   of one read are handled in one go). The callback must not block (it decodes once and fans
   out to local buffers); an exception in it is logged and the message dropped.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Callable
 
@@ -30,12 +31,22 @@ import hiredis
 from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.connection import REDIS_DOWN_ERRORS, Shard
-from channels_scale.layer.pipe import ReplyError, encode, take_over
+from channels_scale.layer.pipe import ReplyError, encode
 from channels_scale.layer.stats import Counters
+from channels_scale.layer.wire import open_connection
 
 logger = logging.getLogger("channels_scale.layer")
 
 MessageCallback = Callable[[bytes, bytes], None]
+
+
+class SubscriptionState(enum.Enum):
+    """One pub/sub channel's state in a reader (see :meth:`PubSubReader.state`)."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    SUBSCRIBING = "subscribing"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBING = "unsubscribing"
 
 
 class _Protocol(asyncio.Protocol):
@@ -66,7 +77,16 @@ class _Protocol(asyncio.Protocol):
                 except Exception:
                     logger.exception("error handling a pub/sub message")
             elif kind == b"subscribe":
-                owner._confirm(reply[1])
+                owner._acknowledged(reply[1], True)
+            elif kind == b"unsubscribe":
+                owner._acknowledged(reply[1], False)
+
+    def pause_writing(self) -> None:
+        # the reader only writes (UN)SUBSCRIBE and PING: while the buffer drains, skip PINGs
+        self.reader.paused = True
+
+    def resume_writing(self) -> None:
+        self.reader.paused = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -86,12 +106,15 @@ class PubSubReader:
         #: every pub/sub channel this loop wants, resubscribed after each reconnect
         self.channels: set[bytes] = set()
         self._confirmed: set[bytes] = set()
+        #: SUBSCRIBE/UNSUBSCRIBE commands written per channel and not yet acknowledged
+        self._inflight: dict[bytes, int] = {}
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._transport: asyncio.WriteTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._down = False
         self._connected_once = False
         self._last_read = 0.0
+        self.paused = False
 
     @property
     def connected(self) -> bool:
@@ -105,6 +128,37 @@ class PubSubReader:
                 self._run(), name=f"channels_scale pubsub reader shard {self.shard.index}"
             )
 
+    def state(self, channel: bytes) -> SubscriptionState:
+        """Where ``channel`` stands: derived from what is wanted and what Redis acknowledged."""
+        wanted = channel in self.channels
+        if self._inflight.get(channel):
+            return SubscriptionState.SUBSCRIBING if wanted else SubscriptionState.UNSUBSCRIBING
+        if wanted:
+            return (
+                SubscriptionState.SUBSCRIBED
+                if channel in self._confirmed
+                else SubscriptionState.SUBSCRIBING
+            )
+        return SubscriptionState.UNSUBSCRIBED
+
+    def want(self, channel: bytes) -> asyncio.Future[None] | None:
+        """Subscribe to ``channel`` now (the command is written in this call, in order with
+        every other subscribe/unsubscribe of this reader); returns a future set once Redis
+        confirmed, or None when it is subscribed already."""
+        was_wanted = channel in self.channels
+        self.channels.add(channel)
+        if channel in self._confirmed:
+            return None
+        self.start()
+        future = self._pending.get(channel)
+        if future is None:
+            future = self._pending[channel] = asyncio.get_running_loop().create_future()
+        if not was_wanted or not self._inflight.get(channel):
+            # not wanted until now (an UNSUBSCRIBE may be in flight: this SUBSCRIBE follows it
+            # on the same connection, so Redis applies both in the order written)
+            self._send(b"SUBSCRIBE", channel)
+        return future
+
     async def subscribe(self, channel: bytes) -> None:
         """Subscribe to ``channel`` and wait (bounded) for Redis to confirm.
 
@@ -112,37 +166,40 @@ class PubSubReader:
         Returns without waiting when Redis is known to be down, and after ``send_timeout`` at
         the latest.
         """
-        self.channels.add(channel)
-        if channel in self._confirmed:
-            return
-        self.start()
-        future = self._pending.get(channel)
-        if future is None:
-            future = self._pending[channel] = asyncio.get_running_loop().create_future()
-            self._write(encode(b"SUBSCRIBE", channel))  # if down: resubscribed on reconnect
-        if self._down:
+        future = self.want(channel)
+        if future is None or self._down:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.send_timeout):
                 await asyncio.shield(future)
 
-    async def unsubscribe(self, channel: bytes) -> None:
-        """Stop receiving ``channel`` (no wait for the confirmation)."""
+    def unsubscribe(self, channel: bytes) -> None:
+        """Stop receiving ``channel``: the UNSUBSCRIBE is written in this call (no task), so a
+        later :meth:`want` of the same channel is applied after it."""
         self.channels.discard(channel)
         self._confirmed.discard(channel)
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
-        self._write(encode(b"UNSUBSCRIBE", channel))
+        self._send(b"UNSUBSCRIBE", channel)
 
-    def _write(self, data: bytes) -> None:
+    def _send(self, command: bytes, channel: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            self._inflight[channel] = self._inflight.get(channel, 0) + 1
+            transport.write(encode(command, channel))
 
-    def _confirm(self, channel: bytes) -> None:
-        if channel in self.channels:
-            self._confirmed.add(channel)
+    def _acknowledged(self, channel: bytes, subscribed: bool) -> None:
+        """One SUBSCRIBE/UNSUBSCRIBE reply for ``channel``: confirmed only when it is the reply
+        to the last command written for it and the channel is still wanted."""
+        left = self._inflight.get(channel, 0) - 1
+        if left > 0:
+            self._inflight[channel] = left
+            return
+        self._inflight.pop(channel, None)
+        if not subscribed or channel not in self.channels:
+            return
+        self._confirmed.add(channel)
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
@@ -153,10 +210,8 @@ class PubSubReader:
         while True:
             protocol = _Protocol(self)
             try:
-                transport, writer = await take_over(
-                    self.shard.pubsub_connection(),
-                    protocol,
-                    3 * self.config.health_check_interval,
+                transport = await open_connection(
+                    self.shard.host, protocol, 3 * self.config.health_check_interval
                 )
             except REDIS_DOWN_ERRORS as exc:
                 if not self._down:
@@ -178,6 +233,8 @@ class PubSubReader:
             health = loop.create_task(self._health(transport))
             try:
                 if self.channels:
+                    for channel in self.channels:
+                        self._inflight[channel] = 1
                     transport.write(encode(b"SUBSCRIBE", *self.channels))
                 reason = await protocol.closed
                 logger.warning(
@@ -189,8 +246,8 @@ class PubSubReader:
                 health.cancel()
                 self._transport = None
                 self._confirmed.clear()
+                self._inflight.clear()
                 transport.abort()
-                del writer
 
     async def _health(self, transport: asyncio.WriteTransport) -> None:
         loop = asyncio.get_running_loop()
@@ -204,7 +261,8 @@ class PubSubReader:
                 return
             if transport.is_closing():
                 return
-            transport.write(ping)
+            if not self.paused:
+                transport.write(ping)
 
     async def aclose(self) -> None:
         """Stop the reader and close its connection."""

@@ -37,6 +37,9 @@ class Counters:
     reconnects: int = 0
     #: frames from Redis that could not be decoded (not from this layer)
     bad_frames: int = 0
+    #: error replies from Redis to background work (e.g. a blocking pop refused with
+    #: NOREPLICAS, READONLY or MISCONF); the work is retried with backoff
+    error_replies: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
@@ -74,7 +77,10 @@ class GapDetector:
         """Record a frame; returns (deliver it?, change to the lost count).
 
         ``deliver`` is False for a duplicate (a frame already seen, e.g. published twice by a
-        retry whose first reply was lost), which keeps pub/sub delivery at most once.
+        retry whose first reply was lost), which keeps pub/sub delivery at most once. That
+        holds for a sender's first frame too: a sender never numbers from 1 again under the same
+        origin (it takes a new origin instead), so a second ``1`` is a duplicate, not a restart.
+        A frame too old to tell (below the remembered window) is not delivered either.
         """
         origins = self._channels.get(channel)
         if origins is None:
@@ -100,10 +106,6 @@ class GapDetector:
             return True, -1
         if seq in state.unknown:
             state.unknown.discard(seq)
-            return True, 0
-        if seq == 1 or seq < last - self.max_missing:
-            # the sender started again from 1 (its counters were reset): follow it
-            origins[origin] = _SenderState(seq)
             return True, 0
         if seq < state.first:
             # sent before the first frame we saw, overtaken by it: new to us
