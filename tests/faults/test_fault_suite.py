@@ -95,7 +95,7 @@ def tracebacks_since(faults: FaultStack, sizes: list[int]) -> list[str]:
             log.seek(size)
             text = log.read().decode(errors="replace")
         if TRACEBACK in text:
-            found.append(f"{path.name}:\n{text[text.index(TRACEBACK) - 300 :][:8000]}")
+            found.append(f"{path.name}:\n{text[max(0, text.index(TRACEBACK) - 300) :][:8000]}")
     return found
 
 

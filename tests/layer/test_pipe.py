@@ -96,3 +96,41 @@ async def test_silent_server_trips_the_watchdog() -> None:
         for conn in accepted:
             conn.close()
         server.close()
+
+
+async def test_a_cancelled_connecting_caller_does_not_cancel_the_others() -> None:
+    """The first caller opens the connection, the others wait on its attempt: cancelling the
+    first (its own deadline, its consumer closing) must not end the others with CancelledError
+    (seen in tests/faults: a stream consumer killed while Redis was down)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    async def accept() -> None:
+        loop = asyncio.get_running_loop()
+        server.setblocking(False)
+        while True:
+            conn, _ = await loop.sock_accept(server)
+            accepted.append(conn)
+
+    acceptor = asyncio.ensure_future(accept())
+    # A password makes the connection wait for its AUTH reply, which this server never sends.
+    layer = RedisChannelLayer(hosts=[f"redis://:pw@127.0.0.1:{port}"], send_timeout=1.0)
+    try:
+        leader = asyncio.ensure_future(layer.group_send("g", {"type": "t"}))
+        async with asyncio.timeout(scaled(10)):
+            while not accepted:  # the leader is in its handshake
+                await asyncio.sleep(0.01)
+        follower = asyncio.ensure_future(layer.group_send("g", {"type": "t"}))
+        await asyncio.sleep(0)  # the follower waits on the leader's attempt
+        leader.cancel()
+        async with asyncio.timeout(scaled(10)):
+            with pytest.raises(LayerUnavailable):
+                await follower
+        assert leader.cancelled()
+    finally:
+        acceptor.cancel()
+        await layer.close()
+        for conn in accepted:
+            conn.close()
+        server.close()

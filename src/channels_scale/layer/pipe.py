@@ -143,7 +143,16 @@ class CommandPipe:
                 transport = await self._open()
             except BaseException as exc:
                 self._connecting = None
-                connecting.set_exception(exc)
+                # The callers waiting on this attempt share it, not this caller's fate: when this
+                # caller is cancelled (its own deadline, its consumer closing), they see a
+                # connection error and retry under their own deadlines. A CancelledError passed
+                # on would end their tasks (tests/layer/test_pipe.py: a cancelled leader).
+                shared = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else ConnectionError("connecting abandoned by a cancelled caller")
+                )
+                connecting.set_exception(shared)
                 connecting.exception()  # retrieved: other waiters may not exist
                 raise
             self._transport = transport
