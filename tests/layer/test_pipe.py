@@ -105,6 +105,7 @@ async def test_a_cancelled_connecting_caller_does_not_cancel_the_others() -> Non
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     accepted: list[socket.socket] = []
+    in_handshake = asyncio.Event()
 
     async def accept() -> None:
         loop = asyncio.get_running_loop()
@@ -112,15 +113,14 @@ async def test_a_cancelled_connecting_caller_does_not_cancel_the_others() -> Non
         while True:
             conn, _ = await loop.sock_accept(server)
             accepted.append(conn)
+            in_handshake.set()
 
     acceptor = asyncio.ensure_future(accept())
     # A password makes the connection wait for its AUTH reply, which this server never sends.
     layer = RedisChannelLayer(hosts=[f"redis://:pw@127.0.0.1:{port}"], send_timeout=1.0)
     try:
         leader = asyncio.ensure_future(layer.group_send("g", {"type": "t"}))
-        async with asyncio.timeout(scaled(10)):
-            while not accepted:  # the leader is in its handshake
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(in_handshake.wait(), scaled(10))  # the leader's handshake
         follower = asyncio.ensure_future(layer.group_send("g", {"type": "t"}))
         await asyncio.sleep(0)  # the follower waits on the leader's attempt
         leader.cancel()

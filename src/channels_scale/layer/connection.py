@@ -182,7 +182,10 @@ class Shard:
                 async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
                     return await self._request(data)
             except REDIS_DOWN_ERRORS as error:
-                exc = error
+                # Our own deadline cutting an attempt short says nothing about Redis: keep the
+                # last real error (e.g. WRONGPASS) for the LayerUnavailable message.
+                if not (isinstance(error, TimeoutError) and not str(error)):
+                    exc = error
 
     async def _request(self, data: bytes) -> Any:
         """One pipelined call; a ``LOADING`` reply (Redis restarting, reading its data back)
