@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from django.http.request import split_domain_port, validate_host
 
+from channels_scale.closecodes import CloseCode
 from channels_scale.settings import WORKER_ID_ENV, describe_hosts
 
 Scope = MutableMapping[str, Any]
@@ -41,8 +42,6 @@ READY_PATH = "/readyz"
 DRAIN_PATH = "/drainz"
 #: a file holding the token ``POST /drainz`` must carry (``X-Channels-Scale-Token``)
 CONTROL_TOKEN_FILE_ENV = "CHANNELS_SCALE_CONTROL_TOKEN_FILE"
-#: the close code of a websocket shed by ``/drainz`` (uvicorn's shutdown uses it too)
-SERVICE_RESTART = 1012
 #: how long ``/readyz`` waits for the layer's round trip (seconds)
 READY_TIMEOUT_S = 2.0
 #: Django setting: origins (or ``ALLOWED_HOSTS``-style host patterns) whose pages may connect.
@@ -172,7 +171,7 @@ class WorkerMiddleware:
         closed = 0
         for ws_send in list(self._websockets.values())[:count]:
             try:
-                await ws_send({"type": "websocket.close", "code": SERVICE_RESTART})
+                await ws_send({"type": "websocket.close", "code": CloseCode.SERVICE_RESTART})
                 closed += 1
             except Exception:
                 continue
@@ -357,7 +356,7 @@ async def _refuse(
     if message["type"] != "websocket.connect":
         return
     if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
         return
     headers = [(b"content-type", b"text/plain; charset=utf-8")]
     await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
