@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 from channels.layers import get_channel_layer
 
 from channels_scale.exceptions import ChannelsScaleError, ConfigError, LayerUnavailable
+from channels_scale.layer import RedisChannelLayer
 
 __all__ = [
     "ANSWER_MARGIN",
@@ -177,9 +178,11 @@ def _channel_layer(alias: str) -> Any:
 
 
 def _send_timeout(layer: Any) -> float:
-    config = getattr(layer, "config", None)
-    timeout = getattr(config, "send_timeout", None)
-    return float(timeout) if isinstance(timeout, int | float) else DEFAULT_SEND_TIMEOUT
+    # Only ours is asked: channels_redis' pub/sub layer forwards attribute reads to its per-loop
+    # layer, which needs a running loop.
+    if isinstance(layer, RedisChannelLayer):
+        return layer.config.send_timeout
+    return DEFAULT_SEND_TIMEOUT
 
 
 def _run(alias: str, what: str, make: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
