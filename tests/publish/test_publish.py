@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -22,7 +24,7 @@ from channels_scale.consumers import FRAME_TYPE
 from channels_scale.exceptions import ConfigError, LayerUnavailable
 from channels_scale.history.consumer import STREAM_FRAME_TYPE
 from tests.conftest import scaled
-from tests.publish.conftest import Receiver, layer_settings
+from tests.publish.conftest import ROOT, Receiver, layer_settings
 
 pytestmark = pytest.mark.usefixtures("redis_layer")
 
@@ -224,3 +226,24 @@ def test_shutdown_closes_and_the_next_call_starts_again() -> None:
     assert first.loop.is_closed()
     channels_scale.publish("g", {"type": "m"})
     assert publisher.publisher() is not first
+
+
+def test_exit_after_publishing_is_quick_and_quiet(shared_redis: Any, prefix: str) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-m", "tests.publish.exits", shared_redis.url, prefix],
+        cwd=ROOT, capture_output=True, text=True, timeout=scaled(30),
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "published\n", "")
+    # the exit hook stops the loop and closes the connections within SHUTDOWN_TIMEOUT
+    assert time.monotonic() - started < scaled(10)
+
+
+async def test_in_memory_layer_reaches_a_consumer_loop(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_scale.layer.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("dev", channel)
+    await sync_to_async(channels_scale.publish)("dev", {"type": "m", "n": 1})
+    async with asyncio.timeout(scaled(5)):
+        assert await layer.receive(channel) == {"type": "m", "n": 1}
