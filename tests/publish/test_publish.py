@@ -247,3 +247,22 @@ async def test_in_memory_layer_reaches_a_consumer_loop(settings: Any) -> None:
     await sync_to_async(channels_scale.publish)("dev", {"type": "m", "n": 1})
     async with asyncio.timeout(scaled(5)):
         assert await layer.receive(channel) == {"type": "m", "n": 1}
+
+
+def test_a_stuck_publisher_loop_gives_layer_unavailable(
+    settings: Any, shared_redis: Any, prefix: str
+) -> None:
+    send_timeout = 0.5
+    settings.CHANNEL_LAYERS = layer_settings(shared_redis.url, prefix, send_timeout=send_timeout)
+    channels_scale.publish("stuck", {"type": "m"})
+    release = threading.Event()
+    publisher.publisher().loop.call_soon_threadsafe(release.wait, scaled(30))  # blocks the loop
+    started = time.monotonic()
+    try:
+        with pytest.raises(LayerUnavailable, match=r"no answer within 1\.5 s"):
+            channels_scale.publish("stuck", {"type": "m"})
+    finally:
+        release.set()
+    elapsed = time.monotonic() - started
+    assert send_timeout + publisher.ANSWER_MARGIN <= elapsed < scaled(5)
+    channels_scale.publish("stuck", {"type": "m"})  # the loop serves again
