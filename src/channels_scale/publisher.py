@@ -108,12 +108,19 @@ class Publisher:
     def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float, what: str) -> T:
         """Run ``make()`` on the loop; wait at most ``timeout`` s for it, then cancel it and
         raise :class:`LayerUnavailable`."""
-        future = asyncio.run_coroutine_threadsafe(make(), self.loop)
+        coroutine = make()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        except RuntimeError:  # the loop closed meanwhile (shutdown() in another thread)
+            coroutine.close()
+            raise LayerUnavailable(f"{what}: the publisher was shut down") from None
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise LayerUnavailable(f"{what}: no answer within {timeout:.1f} s") from None
+        except concurrent.futures.CancelledError:  # the loop stopped with the call pending
+            raise LayerUnavailable(f"{what}: the publisher was shut down") from None
 
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
         """Stop the loop, close its connections, wait at most ``timeout`` s for the thread."""
