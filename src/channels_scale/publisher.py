@@ -165,7 +165,8 @@ def shutdown(timeout: float = SHUTDOWN_TIMEOUT) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The parent's thread does not exist here and the lock may have been held by it at fork().
+    # The parent's publisher thread does not exist here, and the lock may have been held by
+    # another thread of the parent at fork() time.
     global _lock, _publisher
     _lock = threading.Lock()
     if _publisher is not None:
