@@ -106,6 +106,7 @@ async def test_bundled_example_runs_with_no_app(server_venv: Venv, tmp_path: Pat
 
         assert get("/") == 200  # redirected to the login page, which renders
         assert get("/login/") == 200
+        assert get("/static/chat/chat.css") == 200  # collected into the run dir, served by nginx
         room = f"ws://127.0.0.1:{port}/ws/broadcast/lobby/"
         async with (
             connect(room, origin=base, open_timeout=WAIT) as first,  # type: ignore[arg-type]
@@ -118,6 +119,7 @@ async def test_bundled_example_runs_with_no_app(server_venv: Venv, tmp_path: Pat
         with sqlite3.connect(db) as conn:
             users = {row[0] for row in conn.execute("select username from auth_user")}
         assert {"demo", "demo2"} <= users
+        assert (run_dir / "example" / "staticfiles" / "chat" / "chat.css").is_file()
         assert not (example / "db.sqlite3").exists()
         assert not (example / "staticfiles").exists()
     finally:
