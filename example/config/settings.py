@@ -2,13 +2,17 @@
 
 Everything a deployment changes comes from the environment:
 ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS`` (comma-separated), ``DATABASE_URL`` (default: SQLite
-next to this project; ``postgres://...`` for PostgreSQL), and the ``CHANNELS_SCALE_*`` variables
-that ``channels-scale up`` sets (layer, Redis URL, worker id, maximum message size).
+in the data directory; ``postgres://...`` for PostgreSQL), and the ``CHANNELS_SCALE_*`` variables
+that ``channels-scale up`` sets (layer, Redis URL, worker id, maximum message size, and
+``CHANNELS_SCALE_EXAMPLE_DATA``: the directory of the SQLite file and collected static files,
+default this project's directory; ``up`` points it at the run directory when the example runs
+from an installed wheel, whose own directory is site-packages).
 """
 
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -16,6 +20,7 @@ import dj_database_url
 from channels_scale.settings import REDIS_URL_ENV, channel_layers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CHANNELS_SCALE_EXAMPLE_DATA") or BASE_DIR)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
 DEBUG = os.environ.get("DEBUG", "0") == "1"
@@ -24,7 +29,8 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "daphne",
+    # daphne's runserver, when the [daphne] extra is there; `up` itself does not need it.
+    *(["daphne"] if find_spec("daphne") else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -67,7 +73,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
     )
 }
@@ -123,7 +129,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "staticfiles"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

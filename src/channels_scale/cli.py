@@ -27,6 +27,7 @@ from channels_scale.stack.options import (
     CONSUMERS,
     EXAMPLE_APP,
     EXAMPLE_DIR,
+    EXAMPLE_INSTALLED,
     EXAMPLE_SETTINGS,
     LOAD_BALANCERS,
     SERVERS,
@@ -59,8 +60,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
     app_given = args.app is not None
     if not app_given and not (EXAMPLE_DIR / "config" / "asgi.py").is_file():
         raise ConfigError(
-            "no --app given and the bundled example is not installed (it comes with a source "
-            "checkout): from your project's directory pass --app MYPROJECT.asgi:application "
+            f"no --app given and the bundled example is missing ({EXAMPLE_DIR}): from your "
+            "project's directory pass --app MYPROJECT.asgi:application "
             "--settings MYPROJECT.settings"
         )
     pythonpath = (Path.cwd(),) if app_given else (EXAMPLE_DIR,)
@@ -99,7 +100,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     from channels_scale.stack.control import describe
 
     console = Console(stderr=False, highlight=False)
-    stack = Stack(_options(args))
+    options = _options(args)
+    if args.app is None and EXAMPLE_INSTALLED:  # a wheel's example: its DB in the run dir
+        from channels_scale.stack.example import prepare_installed_example
+
+        data = prepare_installed_example(options.run_dir, options.python)
+        console.print(f"example data (SQLite, static files): {data}", markup=False)
+    stack = Stack(options)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in _STOP_SIGNALS}
     detached = False
     try:

@@ -1,24 +1,20 @@
 """The wheel, installed alone (no extras) into a fresh virtualenv, is what a Django project needs.
 
-One wheel build and two virtualenvs for the module (the wheel alone, the wheel with ``[server]``;
-about 10 s with uv's cache); every check runs the virtualenv's own interpreter or console script
-from a directory outside the checkout, so nothing of ``src/`` or the dev environment leaks in.
+The build and the virtualenvs come from tests/packaging/conftest.py (one build per session; each
+virtualenv about 5 s with uv's cache).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RedisProcess
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.packaging.conftest import Venv
 
 # Packages of the extras (server, daphne, bench) that the base install must not pull in.
 NOT_IN_BASE = {
@@ -27,73 +23,16 @@ NOT_IN_BASE = {
 }  # fmt: skip
 
 
-def _uv() -> str:
-    found = shutil.which("uv") or shutil.which("uv", path=str(Path.home() / ".local/bin"))
-    assert found, "uv is not installed: run ./scripts/install"
-    return found
-
-
-class Venv:
-    def __init__(self, root: Path, workdir: Path) -> None:
-        self.root = root
-        self.workdir = workdir
-        self.python = root / "bin" / "python"
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        self.env = env
-
-    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def python_code(self, code: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(str(self.python), "-c", code, *args)
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [_uv(), "build", "--wheel", "--quiet", "-o", str(dist), str(ROOT)], check=True, timeout=120
-    )
-    (built,) = dist.glob("channels_scale-*.whl")
-    # The locked versions, as constraints only (they pin, they add nothing): the venvs get what
-    # uv.lock says, from uv's cache, as a user installing today would get the same set.
-    locked = subprocess.run(
-        [_uv(), "export", "--frozen", "--all-extras", "--no-dev", "--no-emit-project",
-         "--no-hashes", "--quiet"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
-    ).stdout  # fmt: skip
-    (dist / "constraints.txt").write_text(locked)
-    return built
-
-
-def _venv(tmp: Path, requirement: str, wheel: Path) -> Venv:
-    root = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-    subprocess.run(
-        [_uv(), "pip", "install", "--quiet", "--python", str(root / "bin" / "python"),
-         "--constraint", str(wheel.parent / "constraints.txt"), requirement],
-        check=True, timeout=120,
-    )  # fmt: skip
-    work = tmp / "elsewhere"
-    work.mkdir()
-    return Venv(root, work)
-
-
-@pytest.fixture(scope="module")
-def base_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """The wheel alone: what ``pip install channels-scale`` gives a Django project."""
-    return _venv(tmp_path_factory.mktemp("base"), str(wheel), wheel)
-
-
-@pytest.fixture(scope="module")
-def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """The wheel with ``[server]`` only."""
-    return _venv(
-        tmp_path_factory.mktemp("server"), f"channels-scale[server] @ {wheel.as_uri()}", wheel
-    )
+def test_build_makes_an_sdist_and_a_wheel_with_the_example(dist: Path, wheel: Path) -> None:
+    (sdist,) = dist.glob("channels_scale-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        assert any(n.endswith("/example/config/settings.py") for n in tar.getnames())
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "channels_scale/example/config/asgi.py" in names
+    assert "channels_scale/example/chat/migrations/0001_initial.py" in names
+    assert "channels_scale/static/channels_scale/client.js" in names
+    # A checkout's local data never ships (the build ran from the sdist, which .gitignore shaped).
+    assert not [n for n in names if "sqlite3" in n or "/staticfiles/" in n or ".pyc" in n]
 
 
 def test_base_install_pulls_no_extra(base_venv: Venv) -> None:

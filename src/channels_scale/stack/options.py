@@ -13,8 +13,20 @@ from pathlib import Path
 import channels_scale
 from channels_scale.settings import DEFAULT_LAYER, LAYERS
 
-#: Where the bundled example project lives (a source checkout, installed editable by uv).
-EXAMPLE_DIR = Path(channels_scale.__file__).resolve().parents[2] / "example"
+
+def _example_dir() -> Path:
+    """The bundled example: the wheel's copy inside the package, else a source checkout's."""
+    package = Path(channels_scale.__file__).resolve().parent
+    packaged = package / "example"  # pyproject.toml ships example/ there in the wheel
+    if (packaged / "config" / "asgi.py").is_file():
+        return packaged
+    return package.parents[1] / "example"  # src/channels_scale -> the checkout's root
+
+
+#: Where the bundled example project lives (see :func:`_example_dir`).
+EXAMPLE_DIR = _example_dir()
+#: Whether :data:`EXAMPLE_DIR` is the installed copy (read-only in spirit: its data goes elsewhere).
+EXAMPLE_INSTALLED = EXAMPLE_DIR.parent == Path(channels_scale.__file__).resolve().parent
 EXAMPLE_APP = "config.asgi:application"
 EXAMPLE_SETTINGS = "config.settings"
 
