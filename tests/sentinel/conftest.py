@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from channels_scale.layer import RedisChannelLayer
 from channels_scale.net import wait_until
 from tests.conftest import RedisProcess
-from tests.layer.conftest import LayerFactory, LayerPair
+from tests.shared_suites import (  # noqa: F401 -- the fixtures, used on layer_hosts below
+    factory,
+    layer,
+    layer_factory,
+    pair_layer_factory,
+    redis_layer_factory,
+)
 
 MASTER_NAME = "mymaster"
 #: how long a master must be silent before a sentinel calls it down, ms
@@ -159,45 +163,5 @@ def private_sentinel_topology(tmp_path: Path) -> Iterator[SentinelTopology]:
 
 
 @pytest.fixture
-async def redis_layer_factory(sentinel_topology: SentinelTopology) -> AsyncIterator[LayerFactory]:
-    """``RedisChannelLayer`` on the Sentinel URL, each under a fresh prefix."""
-    made: list[RedisChannelLayer] = []
-
-    def make(**config: Any) -> RedisChannelLayer:
-        config.setdefault("hosts", [sentinel_topology.url])
-        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
-        layer = RedisChannelLayer(**config)
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        await layer.flush()
-        await layer.close()
-
-
-@pytest.fixture
-def pair_layer_factory(redis_layer_factory: LayerFactory) -> LayerFactory:
-    def make(**config: Any) -> LayerPair:
-        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
-        return LayerPair(redis_layer_factory(**config), redis_layer_factory(**config))
-
-    return make
-
-
-@pytest.fixture(params=["redis", "pair"])
-def layer_factory(request: pytest.FixtureRequest) -> LayerFactory:
-    """The contract suite on Sentinel: one instance, and two standing for two processes."""
-    factory: LayerFactory = request.getfixturevalue(f"{request.param}_layer_factory")
-    return factory
-
-
-@pytest.fixture
-def layer(layer_factory: LayerFactory) -> Any:
-    return layer_factory()
-
-
-@pytest.fixture
-def factory(redis_layer_factory: LayerFactory) -> LayerFactory:
-    """The history and presence suites' factory, on Sentinel."""
-    return redis_layer_factory
+def layer_hosts(sentinel_topology: SentinelTopology) -> list[str]:
+    return [sentinel_topology.url]
