@@ -16,8 +16,15 @@ from typing import Any
 from channels_scale.exceptions import LayerUnavailable
 from channels_scale.history.merge import Recovery
 from channels_scale.layer import RedisChannelLayer
+from tests.conftest import RedisProcess
 from tests.layer.conftest import scaled, wait_for_value
-from tests.sentinel.conftest import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SentinelTopology
+from tests.sentinel.conftest import (
+    DOWN_AFTER_MS,
+    FAILOVER_TIMEOUT_MS,
+    MASTER_NAME,
+    SentinelTopology,
+    command,
+)
 
 GROUP = "room"
 RESUME_BOUND = DOWN_AFTER_MS / 1000 + FAILOVER_TIMEOUT_MS / 1000 + 3
@@ -147,3 +154,77 @@ async def test_failover_resumes_delivery(private_sentinel_topology: SentinelTopo
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_switchover_with_the_old_master_alive(
+    private_sentinel_topology: SentinelTopology,
+) -> None:
+    """``SENTINEL FAILOVER``: the old master stays up as a replica (Sentinel closes its clients'
+    connections as it demotes it), so every connection must ask Sentinel again rather than
+    reconnect to the old address; sends keep working, a blocking pop keeps receiving, and
+    nothing is written to the replica."""
+    topology = private_sentinel_topology
+    config: dict[str, Any] = {
+        "hosts": [topology.url],
+        "prefix": f"t{uuid.uuid4().hex[:8]}",
+        "send_timeout": 15,
+        "backoff_cap": 1,
+    }
+    sender = RedisChannelLayer(**config)
+    receiver = RedisChannelLayer(**config)
+    try:
+        member = await receiver.new_channel()
+        await receiver.group_add(GROUP, member)
+        await sender.send("jobs", {"type": "job", "n": -1})
+        assert (await asyncio.wait_for(receiver.receive("jobs"), scaled(5)))["n"] == -1
+        await sender.group_send(GROUP, {"type": "m", "n": -1})
+        assert (await asyncio.wait_for(receiver.receive(member), scaled(5)))["n"] == -1
+        old_master = topology.master.port
+        assert command(topology.sentinels[0].port, "SENTINEL", "FAILOVER", MASTER_NAME)
+        await wait_for_value(lambda: topology.master_port() not in (old_master, None), within=15)
+        new_master = topology.master_port()
+        # the premise: the old master is up and a replica now (reconnecting there would work)
+        await wait_for_value(lambda: command(old_master, "ROLE")[0] == "slave", within=15)
+
+        for n in range(20):
+            await sender.send("jobs", {"type": "job", "n": n})
+            await sender.group_send(GROUP, {"type": "m", "n": n})
+        jobs = [
+            (await asyncio.wait_for(receiver.receive("jobs"), scaled(15)))["n"] for _ in range(20)
+        ]
+        live = [
+            (await asyncio.wait_for(receiver.receive(member), scaled(15)))["n"] for _ in range(20)
+        ]
+        assert jobs == list(range(20))
+        assert sorted(live) == list(range(20))
+        assert sender.stats()["send_failed"] == 0
+        assert command(new_master, "ROLE")[0] == "master"
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_readonly_master_is_never_written(
+    private_sentinel_topology: SentinelTopology, redis_server: RedisProcess
+) -> None:
+    """The master turned read-only under open connections (``REPLICAOF`` another server, no
+    client killed, as an operator or another tool may do): a send hears ``-READONLY``,
+    reconnects, is refused by the ``ROLE`` check while the server is a replica, and succeeds once
+    it is a master again, without raising."""
+    topology = private_sentinel_topology
+    layer = RedisChannelLayer(hosts=[topology.url], send_timeout=15, backoff_cap=0.2)
+    try:
+        await layer.send("jobs", {"type": "job"})  # the pipe is open on the master
+        master = topology.master.port
+        assert command(master, "REPLICAOF", "127.0.0.1", str(redis_server.port))
+        sending = asyncio.create_task(layer.send("jobs", {"type": "job", "n": 1}))
+        await wait_for_value(lambda: layer.stats()["send_retries"] > 3)
+        assert not sending.done()  # retrying: neither written to a replica nor raised
+        assert command(master, "REPLICAOF", "NO", "ONE")
+        await asyncio.wait_for(sending, scaled(10))
+        # the job is on the master (the first one may or may not have survived the resync)
+        queued = command(master, "LLEN", f"{layer.config.prefix}:queue:{{jobs}}")
+        got = [await asyncio.wait_for(layer.receive("jobs"), scaled(5)) for _ in range(queued)]
+        assert [m.get("n") for m in got][-1] == 1
+    finally:
+        await layer.close()
