@@ -31,12 +31,18 @@ async def wait_for_value(predicate: Callable[[], bool], within: float = 10) -> N
 
 
 @pytest.fixture
-async def redis_layer_factory(shared_redis: Any) -> AsyncIterator[LayerFactory]:
-    """Make ``RedisChannelLayer`` instances on the shared Redis, each under a fresh prefix."""
+def layer_hosts(shared_redis: Any) -> list[str]:
+    """The ``hosts`` of the Redis layers made here (other topologies override this fixture)."""
+    return [shared_redis.url]
+
+
+@pytest.fixture
+async def redis_layer_factory(layer_hosts: list[str]) -> AsyncIterator[LayerFactory]:
+    """Make ``RedisChannelLayer`` instances on ``layer_hosts``, each under a fresh prefix."""
     made: list[RedisChannelLayer] = []
 
     def make(**config: Any) -> RedisChannelLayer:
-        config.setdefault("hosts", [shared_redis.url])
+        config.setdefault("hosts", list(layer_hosts))
         config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
         layer = RedisChannelLayer(**config)
         made.append(layer)

@@ -3,8 +3,9 @@
 ``hosts`` accepts what channels_redis accepts: ``redis://``/``rediss://``/``unix://`` URL strings
 (password, ACL user, db and TLS come from the URL), ``(host, port)`` pairs, and dicts, either
 ``{"address": url, **pool_kwargs}`` or ``{"host": ..., "port": ..., **pool_kwargs}``. Several
-hosts are independent shards chosen by jump consistent hash. Sentinel and Redis Cluster are not
-supported yet; their configs are refused with a clear error instead of being misread.
+hosts are independent shards chosen by jump consistent hash. A ``redis+sentinel://`` URL is the
+master that Sentinel names (:mod:`.sentinel`); Sentinel host dicts (channels_redis' form) are
+refused with a clear error instead of being misread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 from channels_scale.exceptions import ConfigError
 from channels_scale.layer.buffer import OverflowPolicy
 from channels_scale.layer.history import HistoryPolicy
+from channels_scale.layer.sentinel import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_HOST = "redis://localhost:6379"
 _URL_SCHEMES = ("redis", "rediss", "unix")
@@ -32,6 +34,8 @@ class HostConfig:
 
     def describe(self) -> str:
         """Where this host is, without its password (for logs and errors)."""
+        if is_sentinel_url(self.url):
+            return parse_sentinel_url(str(self.url)).describe()
         if self.url is not None:
             parsed = urlparse(self.url)
             netloc = parsed.hostname or parsed.path
@@ -40,6 +44,12 @@ class HostConfig:
 
 
 def _check_url(url: str) -> str:
+    if is_sentinel_url(url):
+        try:
+            parse_sentinel_url(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return url
     scheme = urlparse(url).scheme
     if scheme not in _URL_SCHEMES:
         raise ConfigError(f"Redis host URL {url!r} must start with redis://, rediss:// or unix://")
@@ -64,7 +74,10 @@ def decode_hosts(hosts: Any) -> tuple[HostConfig, ...]:
         elif isinstance(entry, Mapping):
             kwargs = dict(entry)
             if "master_name" in kwargs or "sentinels" in kwargs:
-                raise ConfigError("Redis Sentinel hosts are not supported by this layer yet")
+                raise ConfigError(
+                    "Redis Sentinel host dicts are not supported: use a URL "
+                    "redis+sentinel://host:port[,host:port...]/master_name"
+                )
             address = kwargs.pop("address", None)
             if address is not None:
                 if not isinstance(address, str):

@@ -39,7 +39,9 @@ from channels_scale.exceptions import LayerUnavailable
 from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.config import HostConfig, LayerConfig
 from channels_scale.layer.pipe import CommandPipe, ReplyError, encode
+from channels_scale.layer.sentinel import is_sentinel_url, master_connection_class
 from channels_scale.layer.stats import Counters
+from channels_scale.layer.wire import connection_options
 
 logger = logging.getLogger("channels_scale.layer")
 
@@ -82,6 +84,17 @@ def _pool_kwargs(host: HostConfig, config: LayerConfig) -> dict[str, Any]:
 
 
 def _make_pool(cls: type[ConnectionPool], host: HostConfig, kwargs: dict[str, Any]) -> Any:
+    if is_sentinel_url(host.url):
+        # connections ask Sentinel for the master each time they connect (see .sentinel)
+        options = connection_options(host)
+        spec = options.pop("sentinel")
+        for name in ("require_master", "host", "port", "path"):
+            options.pop(name, None)
+        timeout = float(kwargs.get("socket_connect_timeout") or 5.0)
+        return cls(
+            connection_class=master_connection_class(spec, timeout / (len(spec.sentinels) + 1)),
+            **{**options, **kwargs},
+        )
     if host.url is not None:
         return cls.from_url(host.url, **kwargs)
     return cls(**kwargs)
@@ -108,6 +121,8 @@ class Shard:
         self.blocking_pool: ConnectionPool = _make_pool(ConnectionPool, host, blocking_kwargs)
         self.blocking_client = Redis(connection_pool=self.blocking_pool)
         self.pipe = CommandPipe(host, config.send_timeout)
+        #: the master named by Sentinel: a READONLY reply means "failed over", retried
+        self.sentinel = is_sentinel_url(host.url)
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], what: str) -> T:
         """Run ``operation(client)``, retrying while Redis is unreachable, for ``send_timeout``.
@@ -195,6 +210,10 @@ class Shard:
         reply = await self.pipe.request(data)
         if type(reply) is ReplyError and str(reply).startswith("LOADING"):
             raise redis.exceptions.BusyLoadingError(str(reply))
+        if type(reply) is ReplyError and self.sentinel and str(reply).startswith("READONLY"):
+            # the master was demoted under us: reconnect (asking Sentinel again) and retry
+            self.pipe.drop()
+            raise redis.exceptions.ConnectionError(f"{self.host.describe()}: {reply}")
         return reply
 
     async def run_script(

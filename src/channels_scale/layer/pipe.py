@@ -195,6 +195,12 @@ class CommandPipe:
                 return
         self._timer = asyncio.get_running_loop().call_later(WATCHDOG_INTERVAL, self._check)
 
+    def drop(self) -> None:
+        """Abort the connection (pending calls fail, the next request reconnects)."""
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+
     def close(self) -> None:
         """Close the connection; pending calls fail with ``ConnectionError``."""
         self._closed = True

@@ -32,6 +32,12 @@ from urllib.parse import parse_qs, unquote, urlparse
 import hiredis
 
 from channels_scale.layer.config import HostConfig
+from channels_scale.layer.sentinel import (
+    is_master_role,
+    is_sentinel_url,
+    master_address,
+    parse_sentinel_url,
+)
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _TRUE = {"1", "true", "yes", "on"}
@@ -52,7 +58,15 @@ def _encode(*args: bytes | str | int) -> bytes:
 def connection_options(host: HostConfig) -> dict[str, Any]:
     """Every connection option of ``host`` as one dict (URL first, then the host dict)."""
     options: dict[str, Any] = {"host": "localhost", "port": 6379, "db": 0}
-    if host.url is not None:
+    if is_sentinel_url(host.url):
+        # the address comes from Sentinel at connect time (open_connection); ROLE is checked
+        spec = parse_sentinel_url(str(host.url))
+        options.update(spec.options, db=spec.db, sentinel=spec, require_master=True)
+        if spec.username:
+            options["username"] = spec.username
+        if spec.password:
+            options["password"] = spec.password
+    elif host.url is not None:
         url = urlparse(host.url)
         if url.scheme == "unix":
             options["path"] = unquote(url.path)
@@ -114,15 +128,18 @@ def handshake_commands(options: Mapping[str, Any]) -> list[bytes]:
     name = options.get("client_name")
     if name:
         commands.append(_encode(b"CLIENT", b"SETNAME", name))
+    if options.get("require_master"):
+        commands.append(_encode(b"ROLE"))  # last: _Handshake checks its reply
     return commands
 
 
 class _Handshake(asyncio.Protocol):
     """Reads the handshake's replies; the caller then hands the transport to the real protocol."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, require_master: bool = False) -> None:
         self.reader = hiredis.Reader()
         self.expected = expected
+        self.require_master = require_master
         self.replies: list[Any] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not expected:
@@ -135,7 +152,11 @@ class _Handshake(asyncio.Protocol):
             if isinstance(reply, hiredis.ReplyError) and not self.done.done():
                 self.done.set_exception(HandshakeError(f"Redis refused the handshake: {reply}"))
             elif len(self.replies) >= self.expected and not self.done.done():
-                self.done.set_result(None)
+                if self.require_master and not is_master_role(reply):
+                    # a sentinel named a server that is no master (any more): never write there
+                    self.done.set_exception(HandshakeError("the server is not a master (ROLE)"))
+                else:
+                    self.done.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -153,11 +174,16 @@ async def open_connection(
     options = connection_options(host)
     loop = asyncio.get_running_loop()
     commands = handshake_commands(options)
-    handshake = _Handshake(len(commands))
+    handshake = _Handshake(len(commands), bool(options.get("require_master")))
     timeout = float(options.get("socket_connect_timeout") or handshake_timeout)
     transport: Any = None
     try:
         async with asyncio.timeout(timeout):
+            if options.get("sentinel") is not None:
+                sentinel = options["sentinel"]
+                options["host"], options["port"] = await master_address(
+                    sentinel, timeout / (len(sentinel.sentinels) + 1)
+                )
             if options.get("path"):
                 transport, _ = await loop.create_unix_connection(lambda: handshake, options["path"])
             else:
