@@ -1,9 +1,11 @@
 """The hostile-input run (issue 13, item 8): ≥ 10,000 generated inputs against a live stack.
 
 ``channels-scale up --workers 2`` (nginx, uvicorn, Redis), canary clients broadcasting throughout,
-and every input of :mod:`tests.security.hostile` sent through nginx, 16 connections at a time.
-Each input must get its documented answer (docs/security.md), both workers must keep their pids,
-every refusal must be counted in ``/healthz``, and the canaries must lose nothing.
+and every input of :mod:`tests.security.hostile` sent through nginx, 16 connections at a time,
+with the chat endpoint's inputs (:mod:`tests.security.chatprobes`) 3 connections at a time beside
+them. Each input must get its documented answer (docs/security.md), both workers must keep their
+pids and log no traceback, every refusal must be counted in ``/healthz``, every echoed chat
+message must be stored, and the canaries must lose nothing.
 """
 
 from __future__ import annotations
