@@ -124,6 +124,140 @@ queries = st.one_of(
 )
 
 
+# --- the chat endpoint (/ws/chat/<room>/): application-level frames and handshakes -------------
+# Each frame strategy gives ``(opcode name, payload)``; :func:`tests.security.chatprobes.answer`
+# computes its documented answer from the payload, so a strategy may generate freely.
+
+CHAT_MAX_TEXT = 2000  # chat.protocol.MAX_TEXT_CHARS
+CHAT_MAX_DEPTH = 32  # channels_scale.consumers.AsyncJsonWebsocketConsumer.max_json_depth
+
+
+def _message(text: str, extra: dict[str, Any], compact: bool, ascii_only: bool) -> str:
+    content = {"type": "message", "text": text, **extra}
+    separators = (",", ":") if compact else (", ", ": ")
+    return json.dumps(content, separators=separators, ensure_ascii=ascii_only)
+
+
+_extra_keys = st.dictionaries(
+    st.text(max_size=8).filter(lambda k: k not in ("type", "text")), json_values, max_size=3
+)
+chat_messages = st.builds(_message, texts, _extra_keys, st.booleans(), st.booleans()).map(
+    lambda payload: ("text", payload)
+)
+# Texts around and far over the 2,000-character limit; the longest with 4-byte characters pass
+# the 64 KiB frame limit (close 1009 instead of the error frame).
+chat_long = st.builds(
+    lambda char, n, pad, ascii_only: _message(pad + char * n + pad, {}, True, ascii_only),
+    st.characters(exclude_categories=("Cs",)),
+    st.one_of(
+        st.integers(CHAT_MAX_TEXT - 2, CHAT_MAX_TEXT + 2), st.integers(CHAT_MAX_TEXT, 20_000)
+    ),
+    st.sampled_from(["", " ", "\n\t "]),
+    st.booleans(),
+).map(lambda payload: ("text", payload))
+chat_pings = st.sampled_from(
+    [
+        '{"type":"ping"}',
+        '{"type": "ping"}',
+        '{ "type" : "ping" }',
+        '{"\\u0074ype":"ping"}',
+        '\n{"type":"p\\u0069ng"}\t',
+        '{"type":"ping","type":"ping"}',
+        '{"type":"ping","x":1}',
+        '{"type":"PING"}',
+        '{"type":["ping"]}',
+    ]
+).map(lambda payload: ("text", payload))
+# Wrongly typed and malformed JSON (the broadcast session's generator), and frames of the right
+# type with a wrongly typed field.
+chat_json = st.one_of(
+    json_texts,
+    json_values.map(lambda v: json.dumps({"type": "message", "text": v})),
+    json_values.map(lambda v: json.dumps({"type": v, "text": "x"})),
+    st.sampled_from(
+        [
+            '{"type":"message"}',
+            '{"text":"x"}',
+            '{"type":"message","text":null}',
+            '{"type":"message","text":"a","text":5}',
+            "NaN",
+            "1" * 5000,
+            "{}" * 3,
+        ]
+    ),
+).map(lambda payload: ("text", payload))
+# Deep nesting: bare, and inside a valid message (depth 33 and more is refused, 32 is not).
+chat_nested = st.one_of(
+    st.integers(1, 10_000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 40).map(lambda n: _message("deep", {"x": ("[" * n + "]" * n)}, True, True)),
+    st.integers(1, 40).map(
+        lambda n: '{"type":"message","text":"deep","x":' + '{"a":' * n + "1" + "}" * n + "}"
+    ),
+).map(lambda payload: ("text", payload))
+# Lone surrogates: as a JSON escape (valid UTF-8, invalid Unicode: 1008), and raw (the frame is
+# not UTF-8: 1007 from the protocol).
+_surrogate = st.integers(0xD800, 0xDFFF)
+chat_surrogates = st.one_of(
+    st.tuples(texts, _surrogate).map(
+        lambda t: ("text", json.dumps({"type": "message", "text": t[0] + chr(t[1])}))
+    ),
+    st.tuples(texts, _surrogate).map(
+        lambda t: ("text", json.dumps({"type": "message", "text": "x", t[0] + chr(t[1]): 1}))
+    ),
+    st.tuples(texts, _surrogate).map(
+        lambda t: (
+            "raw",
+            json.dumps({"type": "message", "text": t[0] + chr(t[1])}, ensure_ascii=False),
+        )
+    ),
+)
+chat_binary = st.one_of(
+    st.binary(max_size=300),
+    chat_messages.map(lambda item: item[1].encode()),
+).map(lambda payload: ("binary", payload))
+CHAT_FRAMES = {
+    "chat_message": chat_messages,
+    "chat_long": chat_long,
+    "chat_ping": chat_pings,
+    "chat_json": chat_json,
+    "chat_nested": chat_nested,
+    "chat_surrogate": chat_surrogates,
+    "chat_binary": chat_binary,
+}
+#: extra pings a flooding connection sends past its burst of 20 in one write: at least 30, so
+#: that the rate's refill (5/s) cannot cover them however slowly a busy worker reads
+chat_floods = st.integers(30, 300)
+
+# Handshakes with a token that does not open ``chat``: a description the test turns into a token
+# (it knows SECRET_KEY and the users' ids), see :func:`tests.security.chatprobes.token_for`.
+_not_chat = st.text(max_size=20).filter(lambda a: a != "chat")
+bad_tokens = st.one_of(
+    st.tuples(st.just("garbage"), st.text(max_size=200)),
+    st.tuples(st.just("garbage"), st.integers(1025, 5000).map(lambda n: "a" * n)),
+    st.tuples(st.just("tampered"), st.integers(0, 10**6), st.sampled_from("AZaz09-_:.")),
+    st.tuples(st.just("truncated"), st.integers(1, 10**6)),
+    st.tuples(st.just("expired"), st.integers(0, 10**8)),
+    st.tuples(st.just("audience"), _not_chat),
+    st.tuples(st.just("key"), st.text(min_size=1, max_size=60)),
+    st.tuples(st.just("salt"), st.text(max_size=40)),
+    st.tuples(st.just("unknown_user"), st.one_of(st.integers(10**6, 10**9), st.text(max_size=10))),
+    st.just(("inactive",)),
+    st.tuples(
+        st.just("payload"),
+        st.one_of(
+            json_values.filter(lambda v: not isinstance(v, dict)),
+            st.dictionaries(st.sampled_from("uaex"), json_values).map(
+                lambda d: {**d, "e": str(d.get("e"))}
+            ),
+        ),
+    ),
+    st.tuples(st.just("param"), st.sampled_from(["tok", "Token", "token[]", "access_token"])),
+    st.just(("none",)),
+)
+#: (user number, private room number) for a member of no such room
+non_members = st.tuples(st.integers(0, 10**6), st.integers(0, 10**6))
+
+
 def draw(strategy: st.SearchStrategy[Any], count: int, run_seed: int, batch: int = 20) -> list[Any]:
     """``count`` values of ``strategy``, reproducibly.
 

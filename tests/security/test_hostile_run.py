@@ -1,16 +1,23 @@
 """The hostile-input run (issue 13, item 8): ≥ 10,000 generated inputs against a live stack.
 
 ``channels-scale up --workers 2`` (nginx, uvicorn, Redis), canary clients broadcasting throughout,
-and every input of :mod:`tests.security.hostile` sent through nginx, 16 connections at a time.
-Each input must get its documented answer (docs/security.md), both workers must keep their pids,
-every refusal must be counted in ``/healthz``, and the canaries must lose nothing.
+and every input of :mod:`tests.security.hostile` sent through nginx, 16 connections at a time,
+with the chat endpoint's inputs (:mod:`tests.security.chatprobes`) 3 connections at a time beside
+them. Each input must get its documented answer (docs/security.md), both workers must keep their
+pids and log no traceback, every refusal must be counted in ``/healthz``, every echoed chat
+message must be stored, and the canaries must lose nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import secrets
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,9 @@ import pytest
 
 from channels_scale.net import timeout_factor
 from channels_scale.stack.health import worker_health
-from tests.security import hostile, strategies
+from tests.conftest import EXAMPLE
+from tests.security import chatprobes, hostile, strategies
+from tests.security.chatprobes import ChatConnection, Tokens
 from tests.security.flood import canaries, cpu_seconds, fragment_flood
 from tests.security.hostile import Probe, Tally
 from tests.security.rawws import RawSocket
@@ -42,7 +51,26 @@ COUNTS = {
     "path": 300,
     "query": 300,
 }
+#: Inputs at the chat endpoint (tests.security.chatprobes).
+CHAT_COUNTS = {
+    "chat_message": 1_200,
+    "chat_long": 150,
+    "chat_ping": 150,
+    "chat_json": 200,
+    "chat_nested": 100,
+    "chat_surrogate": 100,
+    "chat_binary": 60,
+}
+CHAT_FLOODS = 30
+CHAT_TOKENS = 300
+CHAT_NON_MEMBERS = 100
+#: Users sending frames (a chat user may send 120 a minute), flooders, private rooms' owner.
+USERS = [f"h{n}" for n in range(40)]
+FLOODERS = [f"f{n}" for n in range(20)]
+PRIVATE_ROOMS = 10
 CONCURRENCY = 16
+#: Chat connections at a time, beside the others (each costs a worker database and Redis work).
+CHAT_CONCURRENCY = 3
 WAIT = 10 * timeout_factor()
 SPOOFED = "203.0.113.66"
 FLOOD_SECONDS = 2.0
@@ -80,6 +108,93 @@ def _probes() -> tuple[list[list[Probe]], list[Probe], list[Probe]]:
     return sessions, terminal, handshakes
 
 
+# Migrates the stack's database and creates the users: the frame senders and flooders, one
+# inactive user, and "owner", only member of the private rooms. Prints {username: pk}.
+SETUP = """
+import json, sys, django
+django.setup()
+from django.core.management import call_command
+from django.contrib.auth.models import User
+from chat.models import Room
+call_command("migrate", verbosity=0)
+owner = User.objects.create_user("owner")
+for n in range(int(sys.argv[1])):
+    Room.objects.create(name=f"private-{n}").members.add(owner)
+User.objects.create_user("inactive", is_active=False)
+ids = {name: User.objects.create_user(name).pk for name in sys.argv[2:]}
+print(json.dumps({**ids, "inactive": User.objects.get(username="inactive").pk}))
+"""
+
+
+def _chat_users(env: dict[str, str]) -> dict[str, int]:
+    created = subprocess.run(
+        [sys.executable, "-c", SETUP, str(PRIVATE_ROOMS), *USERS, *FLOODERS],
+        cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    ids: dict[str, int] = json.loads(created.stdout)
+    return ids
+
+
+def _chat_probes() -> tuple[list[ChatConnection], list[Probe], list[Probe], list[Probe]]:
+    frames = [
+        chatprobes.frame_probe(kind, item)
+        for kind, strategy in strategies.CHAT_FRAMES.items()
+        for item in strategies.draw(strategy, CHAT_COUNTS[kind], SEED)
+    ]
+    random.Random(SEED).shuffle(frames)
+    connections = chatprobes.plan(frames, USERS)
+    floods = [
+        Probe("chat_flood", extra, "close 4429", also=(hostile.RESET,))
+        for extra in strategies.draw(strategies.chat_floods, CHAT_FLOODS, SEED)
+    ]
+    tokens = [
+        Probe("chat_token", description, "close 4401")
+        for description in strategies.draw(strategies.bad_tokens, CHAT_TOKENS, SEED)
+    ]
+    members = [
+        Probe("chat_member", pair, "close 4403")
+        for pair in strategies.draw(strategies.non_members, CHAT_NON_MEMBERS, SEED)
+    ]
+    return connections, floods, tokens, members
+
+
+def _chat_jobs(
+    port: int, tokens: Tokens, connections: list[ChatConnection], floods: list[Probe],
+    bad_tokens: list[Probe], members: list[Probe],
+) -> list[Any]:  # fmt: skip
+    """Every chat input as a job; each connection to a room of its own (created on connect)."""
+    jobs: list[Any] = [
+        (lambda c=c, n=n: chatprobes.run_chat(port, c, f"c{n}", tokens, WAIT))
+        for n, c in enumerate(connections)
+    ]
+    jobs += [
+        (
+            lambda p=p, n=n: chatprobes.run_flood(
+                port, p, FLOODERS[n % len(FLOODERS)], f"flood{n}", tokens, WAIT
+            )
+        )
+        for n, p in enumerate(floods)
+    ]
+    for probe in bad_tokens:
+        query = tokens.bad_query(probe.data)
+        path = "/ws/chat/lobby/" + (f"?{query}" if query else "")
+        jobs.append(lambda p=probe, path=path: chatprobes.run_handshake(port, p, path, WAIT))
+    for probe in members:
+        user, room = USERS[probe.data[0] % len(USERS)], probe.data[1] % PRIVATE_ROOMS
+        query = "token=" + tokens.valid(user)
+        path = f"/ws/chat/private-{room}/?{query}"
+        jobs.append(lambda p=probe, path=path: chatprobes.run_handshake(port, p, path, WAIT))
+    return jobs
+
+
+def _stored_messages(env: dict[str, str]) -> int:
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        count: int = db.execute("SELECT COUNT(*) FROM chat_message").fetchone()[0]
+    return count
+
+
 def _health(stack: RunningStack) -> list[dict[str, Any]]:
     found = []
     for worker in (0, 1):
@@ -89,11 +204,18 @@ def _health(stack: RunningStack) -> list[dict[str, Any]]:
     return found
 
 
-async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> None:
+async def test_hostile_inputs_get_their_documented_answers(
+    start_stack: Any, example_env: dict[str, str]
+) -> None:
+    # The stack's SECRET_KEY, known to the test so that it can issue tokens (start_stack runs
+    # the stack with example_env).
+    example_env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    tokens = Tokens(example_env["SECRET_KEY"], _chat_users(example_env))
     stack: RunningStack = start_stack("--workers", "2")
     port = stack.port
     before = _health(stack)
     sessions, terminal, handshakes = _probes()
+    connections, floods, bad_tokens, members = _chat_probes()
 
     jobs: list[Any] = [
         (lambda s=session, n=n: hostile.run_session(port, f"h{n}", s, WAIT))
@@ -101,14 +223,21 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
     ]
     jobs += [(lambda p=p: hostile.run_terminal(port, p, WAIT)) for p in terminal]
     jobs += [(lambda p=p: hostile.run_handshake(port, p, WAIT)) for p in handshakes]
+    chat_jobs = _chat_jobs(port, tokens, connections, floods, bad_tokens, members)
     random.Random(SEED).shuffle(jobs)  # floods interleaved with everything else
+    random.Random(SEED).shuffle(chat_jobs)
 
     stop, ready = asyncio.Event(), asyncio.Event()
     canary_task = asyncio.create_task(canaries(port, "canary", 10, stop, ready=ready))
     await asyncio.wait_for(ready.wait(), WAIT)
     started = time.monotonic()
-    await asyncio.wait_for(hostile.bounded(jobs, CONCURRENCY), 240 * timeout_factor())
+    cpu_start = sum(cpu_seconds(h["pid"]) for h in before)
+    runs = asyncio.gather(
+        hostile.bounded(jobs, CONCURRENCY), hostile.bounded(chat_jobs, CHAT_CONCURRENCY)
+    )
+    await asyncio.wait_for(runs, 240 * timeout_factor())
     elapsed = time.monotonic() - started
+    inputs_cpu = sum(cpu_seconds(h["pid"]) for h in before) - cpu_start
     # Then the flood of issue 13 itself, sustained: one client sending empty continuation frames
     # as fast as it can, reconnecting whenever it is closed. Unbounded, its first connection
     # would take a worker's whole CPU for the whole time.
@@ -126,18 +255,29 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
     await spoof.close()
 
     tally = Tally()
+    chat_frames = [p for c in connections for p in c.probes]
     for probe in [p for s in sessions for p in s] + terminal + handshakes:
+        tally.add(probe)
+    for probe in chat_frames + floods + bad_tokens + members:
         tally.add(probe)
     after = _health(stack)
     refused: dict[str, int] = {}
+    limits: dict[str, int] = {}
     for health in after:
         for reason, count in health["refused"].items():
             refused[reason] = refused.get(reason, 0) + count
+        for name, count in health["limits"].items():
+            limits[name] = limits.get(name, 0) + count
+    stored = _stored_messages(example_env)
     summary = {
         "inputs": tally.inputs,
         "seconds": round(elapsed, 1),
+        "worker_cpu_seconds": round(inputs_cpu, 1),
         "answers": tally.answers,
         "refused_counted": refused,
+        "limits_counted": limits,
+        "chat_connections": len(connections),
+        "chat_stored": stored,
         "canary_messages": canary.expected,
         "canary_loss": canary.loss,
         "canary_p50_ms": round(canary.percentile(0.5) * 1000, 1),
@@ -170,7 +310,21 @@ async def test_hostile_inputs_get_their_documented_answers(start_stack: Any) -> 
     assert canary.loss == 0
     assert canary.percentile(0.99) < 2 * timeout_factor()
 
-    assert SPOOFED not in _worker_logs(stack.run_dir)
+    # The chat: every echoed message was stored, once; every refusal counted once; nothing
+    # failed in a consumer (1011, a traceback).
+    assert stored == sum(p.observed == hostile.ECHO for p in chat_frames)
+    assert limits.get("unauthorized", 0) == CHAT_TOKENS
+    assert limits.get("forbidden", 0) == CHAT_NON_MEMBERS
+    assert limits.get("rate_connection", 0) == CHAT_FLOODS
+    assert limits.get("internal_error", 0) == 0
+    closing = sum(p.expected == "close 1008" for p in chat_frames)
+    assert limits.get("protocol_violation", 0) == closing
+    not_utf8 = COUNTS["invalid_utf8"] + sum(p.expected == "close 1007" for p in chat_frames)
+    assert refused.get("invalid UTF-8", 0) == not_utf8
+
+    logs = _worker_logs(stack.run_dir)
+    assert SPOOFED not in logs
+    assert "Traceback" not in logs, logs[logs.find("Traceback") - 500 :][:3000]
 
 
 def _worker_logs(run_dir: Path) -> str:

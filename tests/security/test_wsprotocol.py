@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -92,6 +93,23 @@ async def test_one_more_fragment_than_the_bound_closes(port: int) -> None:
     assert answer.close_code == 1009
     assert answer.texts == []
     await sock.close()
+
+
+async def test_invalid_utf8_closes_with_1007_counted_and_not_logged(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn logged a traceback for each such message (found by the hostile-input run)."""
+    before = refusals[wsprotocol.INVALID_UTF8]
+    for payload in (frame(TEXT, b"ok \xed\xa0\x80"), frame(TEXT, b"\xc3", fin=False) + frame(CONT)):
+        sock = await _open(port)
+        await sock.send(frame(TEXT, "é".encode()))
+        assert (await sock.read_until_closed(WAIT, texts=1)).texts == ["é".encode()]
+        await sock.send(payload)
+        answer = await sock.read_until_closed(WAIT)
+        assert (answer.texts, answer.close_code) == (["é".encode()], 1007)
+        await sock.close()
+    assert refusals[wsprotocol.INVALID_UTF8] == before + 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 async def test_ping_flood_closes_with_1008_and_a_few_pings_are_answered(port: int) -> None:
