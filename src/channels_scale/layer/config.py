@@ -3,8 +3,8 @@
 ``hosts`` accepts what channels_redis accepts: ``redis://``/``rediss://``/``unix://`` URL strings
 (password, ACL user, db and TLS come from the URL), ``(host, port)`` pairs, and dicts, either
 ``{"address": url, **pool_kwargs}`` or ``{"host": ..., "port": ..., **pool_kwargs}``. Several
-hosts are independent shards chosen by jump consistent hash. Sentinel and Redis Cluster are not
-supported yet; their configs are refused with a clear error instead of being misread.
+hosts are independent shards chosen by jump consistent hash. One ``redis+cluster://`` URL (see
+:mod:`.cluster`) selects the Redis Cluster broker.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from urllib.parse import urlparse
 
 from channels_scale.exceptions import ConfigError
 from channels_scale.layer.buffer import OverflowPolicy
+from channels_scale.layer.cluster import CLUSTER_SCHEMES, cluster_seeds
 from channels_scale.layer.history import HistoryPolicy
 
 DEFAULT_HOST = "redis://localhost:6379"
-_URL_SCHEMES = ("redis", "rediss", "unix")
+_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class HostConfig:
     def describe(self) -> str:
         """Where this host is, without its password (for logs and errors)."""
         if self.url is not None:
+            if self.url.partition("://")[0] in CLUSTER_SCHEMES:
+                return cluster_seeds([self.url]).describe()  # type: ignore[union-attr]
             parsed = urlparse(self.url)
             netloc = parsed.hostname or parsed.path
             return f"{parsed.scheme}://{netloc}:{parsed.port or ''}"
@@ -42,7 +45,10 @@ class HostConfig:
 def _check_url(url: str) -> str:
     scheme = urlparse(url).scheme
     if scheme not in _URL_SCHEMES:
-        raise ConfigError(f"Redis host URL {url!r} must start with redis://, rediss:// or unix://")
+        raise ConfigError(
+            f"Redis host URL {url!r} must start with redis://, rediss://, unix:// "
+            "or redis+cluster://, rediss+cluster://"
+        )
     return url
 
 
@@ -76,6 +82,7 @@ def decode_hosts(hosts: Any) -> tuple[HostConfig, ...]:
             result.append(HostConfig(None, {"host": entry[0], "port": int(entry[1])}))
         else:
             raise ConfigError(f"cannot understand Redis host {entry!r}")
+    cluster_seeds([h.url for h in result])  # a cluster URL is checked here, used by the broker
     return tuple(result)
 
 
