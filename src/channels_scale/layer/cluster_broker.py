@@ -14,8 +14,8 @@ Selected by a ``redis+cluster://`` host (:mod:`.cluster`). What goes where:
   ``MOVED`` updates the slot and retries, ``ASK`` retries once on the target after ``ASKING``;
   an unreachable node, ``CLUSTERDOWN`` or ``TRYAGAIN`` is retried with backoff for
   ``send_timeout`` while the slot map is reloaded (``CLUSTER SLOTS``), so a failover is followed;
-- a watch task reloads the map every :data:`REFRESH_INTERVAL` and at once (every
-  :data:`RETRY_INTERVAL`) while a reader is down or a node dropped a channel, then moves every
+- a watch task reloads the map every :data:`REFRESH_INTERVAL`, and every :data:`RETRY_INTERVAL`
+  while a reader is down, a command failed or a node dropped a channel, then moves every
   subscription whose slot changed master to that master's reader.
 
 Delivery stays at most once, as with one Redis: frames published while a subscription is being
@@ -161,18 +161,22 @@ class ClusterBroker(RedisBroker):
             )
 
     async def _watching(self) -> None:
+        # wakes every RETRY_INTERVAL to look (no I/O) for a reader that lost its node: a
+        # process that only receives learns of a failover this way, not from a failed command
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REFRESH_INTERVAL):
+                async with asyncio.timeout(RETRY_INTERVAL):
                     await self._suspect.wait()
-            self._suspect.clear()
-            try:
-                await self.refresh()
-            except (ConnectionError, ConfigError) as exc:
-                logger.warning("cluster map not reloaded: %s", exc)
-            if not self._healthy():
-                self._suspect.set()
-                await asyncio.sleep(RETRY_INTERVAL)
+            now = loop.time()
+            if self._suspect.is_set() or not self._healthy() or now - last >= REFRESH_INTERVAL:
+                self._suspect.clear()
+                last = now
+                try:
+                    await self.refresh()
+                except (ConnectionError, ConfigError) as exc:
+                    logger.warning("cluster map not reloaded: %s", exc)
 
     def _healthy(self) -> bool:
         return self.slots.loaded and all(
