@@ -298,6 +298,8 @@ class ClusterBroker(RedisBroker):
                     error = "LOADING"
                 elif isinstance(exc, redis.exceptions.ClusterDownError):
                     error = "CLUSTERDOWN"
+                elif isinstance(exc, redis.exceptions.TryAgainError):  # prefix stripped
+                    error = f"TRYAGAIN {exc}"
             except _RETRY as exc:
                 asking = None
                 error = f"{where}: {exc or type(exc).__name__}"

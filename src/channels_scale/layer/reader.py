@@ -57,6 +57,11 @@ class _Protocol(asyncio.Protocol):
         self.parser = hiredis.Reader(replyError=ReplyError)
         self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[Exception | None] = self.loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a stream connection (TCP, TLS, unix)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         owner = self.reader
@@ -70,7 +75,12 @@ class _Protocol(asyncio.Protocol):
                 return
             if not isinstance(reply, list) or len(reply) < 2:
                 if isinstance(reply, ReplyError) and owner.on_redirect is not None:
-                    owner.on_redirect()  # sharded: MOVED for a slot this node no longer serves
+                    # sharded: MOVED for a slot this node does not serve (yet): which channel
+                    # is not said, so start over; the broker moves channels by the new map
+                    owner.on_redirect()
+                    if self.transport is not None:
+                        self.transport.abort()
+                    return
                 continue  # PONG outside subscribed mode
             kind = reply[0]
             if kind == b"message" or kind == b"smessage":
