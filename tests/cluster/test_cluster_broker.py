@@ -190,3 +190,18 @@ async def test_resharding_a_busy_group_loses_nothing_for_history(
     assert got == sorted(set(got))
     _, stored = await receiver.group_history(group, 0, 10_000)
     assert [message["n"] for _, message in stored] == acked  # a recovering client gets all
+
+
+async def test_readiness_ping_and_user_limits_with_a_cluster_url(
+    redis_cluster: RedisCluster, settings: Any
+) -> None:
+    from channels_scale.asgi import ping_redis_hosts
+    from channels_scale.consumers.guard import limits_redis_url
+
+    config = {"BACKEND": "channels_scale.layer.RedisChannelLayer"}
+    await ping_redis_hosts({**config, "CONFIG": {"hosts": [redis_cluster.url]}})
+    dead = f"redis+cluster://127.0.0.1:{redis_cluster.nodes[0].port},127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match="does not answer"):
+        await ping_redis_hosts({**config, "CONFIG": {"hosts": [dead]}})
+    settings.CHANNEL_LAYERS = {"default": {**config, "CONFIG": {"hosts": [redis_cluster.url]}}}
+    assert limits_redis_url() is None  # a plain client on a cluster node would get MOVED

@@ -78,6 +78,8 @@ class ClusterBroker(RedisBroker):
 
     It keeps :class:`~.redis_broker.RedisBroker`'s paths (the scripts, queue members, history,
     presence calls) and replaces where they run: each is sent to the master of its name's slot.
+    Its own state replaces the parent's shard list (so the parent's ``__init__`` is not run):
+    every method that used the shards is overridden here.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ClusterBroker(RedisBroker):
         self._watch: asyncio.Task[None] | None = None
         self._suspect = asyncio.Event()
         self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -201,7 +204,9 @@ class ClusterBroker(RedisBroker):
         for address, reader in list(self.node_readers.items()):
             if not reader.channels:
                 del self.node_readers[address]
-                asyncio.get_running_loop().create_task(reader.aclose())
+                closing = asyncio.get_running_loop().create_task(reader.aclose())
+                self._closing.add(closing)  # referenced until done (the loop keeps weak refs)
+                closing.add_done_callback(self._closing.discard)
 
     def _reader_at(self, address: str) -> PubSubReader:
         reader = self.node_readers.get(address)
