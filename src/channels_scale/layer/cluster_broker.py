@@ -8,7 +8,7 @@ Selected by a ``redis+cluster://`` host (:mod:`.cluster`). What goes where:
   on one node, unchanged except that they publish with ``SPUBLISH``;
 - group and inbox frames go by ``SPUBLISH`` to the slot's master, which forwards them to its own
   replicas only, not to every node as classic ``PUBLISH`` does in a cluster;
-- subscriptions are ``SSUBSCRIBE`` on one :class:`~.reader.PubSubReader` per master (one
+- subscriptions are ``SSUBSCRIBE`` on one reader per master (:mod:`.cluster_pubsub`; one
   subscribing connection per node and event loop, whatever the number of channels);
 - commands go to the slot's master on that node's :class:`~.connection.Shard` (pipe and pools);
   ``MOVED`` updates the slot and retries, ``ASK`` retries once on the target after ``ASKING``;
@@ -38,11 +38,11 @@ from channels_scale.layer.backoff import full_jitter
 from channels_scale.layer.broker import FrameCallback
 from channels_scale.layer.cluster import ClusterSeeds, SlotMap, cluster_seeds, key_slot
 from channels_scale.layer.cluster import parse_redirect as _redirect
+from channels_scale.layer.cluster_pubsub import ShardedSubscriptions
 from channels_scale.layer.config import HostConfig, LayerConfig
 from channels_scale.layer.connection import BLOCKING_POP_TIMEOUT, REDIS_DOWN_ERRORS, Script, Shard
 from channels_scale.layer.naming import Keys
 from channels_scale.layer.pipe import ReplyError, encode
-from channels_scale.layer.reader import PubSubReader
 from channels_scale.layer.redis_broker import RedisBroker
 from channels_scale.layer.stats import Counters
 
@@ -99,15 +99,14 @@ class ClusterBroker(RedisBroker):
         self.keys = Keys(config.prefix)
         self.slots = SlotMap()
         self.nodes: dict[str, Shard] = {}
-        self.node_readers: dict[str, PubSubReader] = {}
-        #: every channel this loop wants -> the master whose reader has it ("" before the map)
-        self.wanted: dict[bytes, str] = {}
+        self.subs = ShardedSubscriptions(
+            self._node, self._on_pubsub, self._on_redirect, config, counters
+        )
         self._pop_attempts: dict[str, int] = {}
         self._loading: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._suspect = asyncio.Event()
         self._closed = False
-        self._closing: set[asyncio.Task[None]] = set()
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -155,7 +154,7 @@ class ClusterBroker(RedisBroker):
         try:
             await asyncio.shield(self._loading)
         finally:
-            self._rebalance()
+            self.subs.place(self.slots)
 
     def _start_watch(self) -> None:
         if self._watch is None and not self._closed:
@@ -182,52 +181,19 @@ class ClusterBroker(RedisBroker):
                     logger.warning("cluster map not reloaded: %s", exc)
 
     def _healthy(self) -> bool:
-        return self.slots.loaded and all(
-            address and self.node_readers[address].connected for address in self.wanted.values()
-        )
+        return self.slots.loaded and self.subs.healthy()
 
     def _on_redirect(self) -> None:
         self._suspect.set()
-
-    def _rebalance(self) -> None:
-        """Put every wanted channel on the reader of its slot's master; close idle readers."""
-        if not self.slots.loaded:
-            return
-        for channel, address in list(self.wanted.items()):
-            owner = self.slots.master(key_slot(channel))
-            if owner is None or owner == address:
-                continue
-            if address:
-                self.node_readers[address].unsubscribe(channel)
-            self.wanted[channel] = owner
-            self._reader_at(owner).want(channel)
-        for address, reader in list(self.node_readers.items()):
-            if not reader.channels:
-                del self.node_readers[address]
-                closing = asyncio.get_running_loop().create_task(reader.aclose())
-                self._closing.add(closing)  # referenced until done (the loop keeps weak refs)
-                closing.add_done_callback(self._closing.discard)
-
-    def _reader_at(self, address: str) -> PubSubReader:
-        reader = self.node_readers.get(address)
-        if reader is None:
-            reader = self.node_readers[address] = PubSubReader(
-                self._node(address), self._on_pubsub, self.config, self.counters, self._on_redirect
-            )
-        return reader
 
     # -- subscriptions ------------------------------------------------------------------------
 
     def _want(self, channel: bytes) -> asyncio.Future[None] | None:
         self._start_watch()
-        address = self.wanted.get(channel)
-        if address is None:
-            owner = self.slots.master(key_slot(channel)) if self.slots.loaded else None
-            address = self.wanted[channel] = owner or ""
-            if not owner:
-                self._suspect.set()  # placed by the watch once the map is known
-                return None
-        return self._reader_at(address).want(channel) if address else None
+        future = self.subs.want(channel, self.slots)
+        if not self.subs.placed(channel):
+            self._suspect.set()  # placed by the watch once the map is known
+        return future
 
     async def _subscribed(self, channel: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -238,13 +204,11 @@ class ClusterBroker(RedisBroker):
             if not self.slots.loaded:
                 await asyncio.sleep(RETRY_INTERVAL)
         self._want(channel)
-        address = self.wanted.get(channel)
-        if address:
-            await self.node_readers[address].subscribe(channel)
+        await self.subs.confirmed(channel)
 
     async def subscribe_inbox(self, inbox_id: str) -> None:
         flush = self.keys.flush_channel().encode()
-        if flush not in self.wanted:
+        if flush not in self.subs.wanted:
             await self._subscribed(flush)
         await self._subscribed(self.keys.inbox(inbox_id).encode())
 
@@ -255,13 +219,10 @@ class ClusterBroker(RedisBroker):
         await self._subscribed(self.keys.group(group).encode())
 
     def unsubscribe_group(self, group: str) -> None:
-        channel = self.keys.group(group).encode()
-        address = self.wanted.pop(channel, None)
-        if address:
-            self.node_readers[address].unsubscribe(channel)
+        self.subs.drop(self.keys.group(group).encode())
 
     def subscriptions(self) -> int:
-        return len(self.wanted)
+        return len(self.subs)
 
     # -- commands on the slot's master ------------------------------------------------------
 
@@ -425,7 +386,6 @@ class ClusterBroker(RedisBroker):
                 await watch
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
-        for reader in self.node_readers.values():
-            await reader.aclose()
+        await self.subs.aclose()
         for node in self.nodes.values():
             await node.aclose()
