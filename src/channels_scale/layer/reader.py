@@ -57,11 +57,6 @@ class _Protocol(asyncio.Protocol):
         self.parser = hiredis.Reader(replyError=ReplyError)
         self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[Exception | None] = self.loop.create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a stream connection (TCP, TLS, unix)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         owner = self.reader
@@ -78,8 +73,8 @@ class _Protocol(asyncio.Protocol):
                     # sharded: MOVED for a slot this node does not serve (yet): which channel
                     # is not said, so start over; the broker moves channels by the new map
                     owner.on_redirect()
-                    if self.transport is not None:
-                        self.transport.abort()
+                    if owner._transport is not None:
+                        owner._transport.abort()
                     return
                 continue  # PONG outside subscribed mode
             kind = reply[0]
