@@ -186,7 +186,12 @@ async def ping_redis_hosts(config: dict[str, Any]) -> None:
     when one does not answer. Sentinel configurations are not pinged."""
     import redis.asyncio as redis
 
+    from channels_scale.layer.cluster import is_cluster_url, parse_cluster_url
+
     hosts = (config.get("CONFIG") or {}).get("hosts") or ["redis://localhost:6379"]
+    if len(hosts) == 1 and isinstance(hosts[0], str) and is_cluster_url(hosts[0]):
+        seeds = parse_cluster_url(hosts[0])  # a Redis Cluster: every seed node must answer
+        hosts = [seeds.node_url(address) for address in seeds.addresses]
     for host in hosts:
         if isinstance(host, dict):
             address = host.get("address")

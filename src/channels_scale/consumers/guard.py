@@ -45,6 +45,7 @@ from channels_scale.consumers.limits import COUNTERS, ProtocolViolation, TokenBu
 from channels_scale.consumers.outgoing import DEFAULT_MAX_OUTGOING_BYTES, OutgoingQueue, SlowClient
 from channels_scale.consumers.userconns import registry_for
 from channels_scale.consumers.userlimits import CONNECTIONS, limiter_for
+from channels_scale.layer.cluster import is_cluster_url
 
 logger = logging.getLogger("channels_scale.consumers")
 
@@ -80,7 +81,9 @@ def limits_redis_url() -> str | None:
     if hosts:
         first = hosts[0]
         if isinstance(first, str):
-            return first
+            # a plain Redis client cannot use a cluster (its keys would get MOVED): without
+            # CHANNELS_SCALE_LIMITS_REDIS_URL each process counts alone
+            return None if is_cluster_url(first) else first
         if isinstance(first, dict) and isinstance(first.get("address"), str):
             return str(first["address"])
     return None

@@ -5,7 +5,8 @@
 ``{"address": url, **pool_kwargs}`` or ``{"host": ..., "port": ..., **pool_kwargs}``. Several
 hosts are independent shards chosen by jump consistent hash. A ``redis+sentinel://`` URL is the
 master that Sentinel names (:mod:`.sentinel`); Sentinel host dicts (channels_redis' form) are
-refused with a clear error instead of being misread.
+refused with a clear error instead of being misread. One ``redis+cluster://`` URL (see
+:mod:`.cluster`) selects the Redis Cluster broker.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from urllib.parse import urlparse
 
 from channels_scale.exceptions import ConfigError
 from channels_scale.layer.buffer import OverflowPolicy
+from channels_scale.layer.cluster import CLUSTER_SCHEMES, cluster_seeds
 from channels_scale.layer.history import HistoryPolicy
 from channels_scale.layer.sentinel import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_HOST = "redis://localhost:6379"
-_URL_SCHEMES = ("redis", "rediss", "unix")
+_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class HostConfig:
         if is_sentinel_url(self.url):
             return parse_sentinel_url(str(self.url)).describe()
         if self.url is not None:
+            if self.url.partition("://")[0] in CLUSTER_SCHEMES:
+                return cluster_seeds([self.url]).describe()  # type: ignore[union-attr]
             parsed = urlparse(self.url)
             netloc = parsed.hostname or parsed.path
             return f"{parsed.scheme}://{netloc}:{parsed.port or ''}"
@@ -52,7 +56,10 @@ def _check_url(url: str) -> str:
         return url
     scheme = urlparse(url).scheme
     if scheme not in _URL_SCHEMES:
-        raise ConfigError(f"Redis host URL {url!r} must start with redis://, rediss:// or unix://")
+        raise ConfigError(
+            f"Redis host URL {url!r} must start with redis://, rediss://, unix://, "
+            "redis+cluster://, rediss+cluster:// or redis+sentinel://"
+        )
     return url
 
 
@@ -89,6 +96,7 @@ def decode_hosts(hosts: Any) -> tuple[HostConfig, ...]:
             result.append(HostConfig(None, {"host": entry[0], "port": int(entry[1])}))
         else:
             raise ConfigError(f"cannot understand Redis host {entry!r}")
+    cluster_seeds([h.url for h in result])  # a cluster URL is checked here, used by the broker
     return tuple(result)
 
 

@@ -34,6 +34,8 @@ from channels_scale.exceptions import ChannelFull, ChannelNotLocal
 from channels_scale.layer import codec, history
 from channels_scale.layer.broker import Broker
 from channels_scale.layer.buffer import ChannelBuffer
+from channels_scale.layer.cluster import cluster_seeds
+from channels_scale.layer.cluster_broker import ClusterBroker
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.history import StreamState
@@ -86,6 +88,8 @@ class LoopLayer:
             self.broker = MemoryBroker(
                 hub or MemoryHub(), config, self.counters, self._on_frame, capacity_of
             )
+        elif cluster_seeds([h.url for h in config.hosts]) is not None:
+            self.broker = ClusterBroker(config, self.counters, self._on_frame, capacity_of)
         else:
             self.broker = RedisBroker(config, self.counters, self._on_frame, capacity_of)
         self._pullers: dict[str, asyncio.Task[None]] = {}

@@ -69,16 +69,23 @@ class _Protocol(asyncio.Protocol):
             if reply is False:
                 return
             if not isinstance(reply, list) or len(reply) < 2:
+                if isinstance(reply, ReplyError) and owner.on_redirect is not None:
+                    # sharded: MOVED for a slot this node does not serve (yet): which channel
+                    # is not said, so start over; the broker moves channels by the new map
+                    owner.on_redirect()
+                    if owner._transport is not None:
+                        owner._transport.abort()
+                    return
                 continue  # PONG outside subscribed mode
             kind = reply[0]
-            if kind == b"message":
+            if kind == b"message" or kind == b"smessage":
                 try:
                     on_message(reply[1], reply[2])
                 except Exception:
                     logger.exception("error handling a pub/sub message")
-            elif kind == b"subscribe":
+            elif kind == b"subscribe" or kind == b"ssubscribe":
                 owner._acknowledged(reply[1], True)
-            elif kind == b"unsubscribe":
+            elif kind == b"unsubscribe" or kind == b"sunsubscribe":
                 owner._acknowledged(reply[1], False)
 
     def pause_writing(self) -> None:
@@ -97,9 +104,20 @@ class PubSubReader:
     """Subscriptions of one event loop on one shard, kept alive across Redis outages."""
 
     def __init__(
-        self, shard: Shard, on_message: MessageCallback, config: LayerConfig, counters: Counters
+        self,
+        shard: Shard,
+        on_message: MessageCallback,
+        config: LayerConfig,
+        counters: Counters,
+        on_redirect: Callable[[], None] | None = None,
     ) -> None:
+        """``on_redirect`` given: sharded pub/sub (``SSUBSCRIBE``, Redis Cluster), and called
+        when the node says a channel is not (or no longer) its own: a ``MOVED`` reply, or an
+        ``sunsubscribe`` nobody asked for (its slot migrated or the node became a replica)."""
         self.shard = shard
+        self.on_redirect = on_redirect
+        self._subscribe = b"SSUBSCRIBE" if on_redirect else b"SUBSCRIBE"
+        self._unsubscribe = b"SUNSUBSCRIBE" if on_redirect else b"UNSUBSCRIBE"
         self.on_message = on_message
         self.config = config
         self.counters = counters
@@ -156,7 +174,7 @@ class PubSubReader:
         if not was_wanted or not self._inflight.get(channel):
             # not wanted until now (an UNSUBSCRIBE may be in flight: this SUBSCRIBE follows it
             # on the same connection, so Redis applies both in the order written)
-            self._send(b"SUBSCRIBE", channel)
+            self._send(self._subscribe, channel)
         return future
 
     async def subscribe(self, channel: bytes) -> None:
@@ -181,7 +199,7 @@ class PubSubReader:
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
-        self._send(b"UNSUBSCRIBE", channel)
+        self._send(self._unsubscribe, channel)
 
     def _send(self, command: bytes, channel: bytes) -> None:
         transport = self._transport
@@ -193,6 +211,10 @@ class PubSubReader:
         """One SUBSCRIBE/UNSUBSCRIBE reply for ``channel``: confirmed only when it is the reply
         to the last command written for it and the channel is still wanted."""
         left = self._inflight.get(channel, 0) - 1
+        if left < 0 and not subscribed and self.on_redirect is not None:
+            self._confirmed.discard(channel)  # dropped by the server: the broker moves it
+            self.on_redirect()
+            return
         if left > 0:
             self._inflight[channel] = left
             return
@@ -235,7 +257,10 @@ class PubSubReader:
                 if self.channels:
                     for channel in self.channels:
                         self._inflight[channel] = 1
-                    transport.write(encode(b"SUBSCRIBE", *self.channels))
+                    if self.on_redirect is None:
+                        transport.write(encode(b"SUBSCRIBE", *self.channels))
+                    else:  # one slot per SSUBSCRIBE (CROSSSLOT otherwise), one write
+                        transport.write(b"".join(encode(b"SSUBSCRIBE", ch) for ch in self.channels))
                 reason = await protocol.closed
                 logger.warning(
                     "pub/sub on %s lost: %s",

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.exceptions
 from redis.asyncio import Redis
@@ -38,6 +38,8 @@ from channels_scale.layer.sharding import ShardRouter
 from channels_scale.layer.stats import Counters
 
 logger = logging.getLogger("channels_scale.layer")
+
+T = TypeVar("T")
 
 # KEYS[1] group channel, KEYS[2] its queue members; ARGV frame, oldest valid join time.
 # One round trip per group_send; the lookup of a missing set (no normal channel joined) is O(1).
@@ -115,23 +117,39 @@ class RedisBroker:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    async def _publish(self, shard: int, key: str, frame: bytes) -> None:
-        receivers: int = await self.shards[shard].execute("send", encode(b"PUBLISH", key, frame))
+    # Where each command runs: on the shard of the name it concerns (a group, an inbox id, a
+    # normal channel). The cluster broker overrides these four to run on the slot's master.
+    PUBLISH = b"PUBLISH"
+
+    async def _execute(self, name: str, what: str, *args: bytes | str | int | float) -> Any:
+        return await self.shards[self.router.shard_for(name)].execute(what, encode(*args))
+
+    async def _script(
+        self, name: str, what: str, script: Script, keys: list[bytes | str], args: list[Any]
+    ) -> Any:
+        return await self.shards[self.router.shard_for(name)].run_script(what, script, keys, args)
+
+    async def _call(self, name: str, operation: Callable[[Redis], Awaitable[T]], what: str) -> T:
+        return await self.shards[self.router.shard_for(name)].call(operation, what)
+
+    async def _blocking_pop(self, channel: str) -> Any:
+        client: Redis = self.shards[self.router.shard_for(channel)].blocking_client
+        return await client.blpop([self.keys.queue(channel)], timeout=BLOCKING_POP_TIMEOUT)
+
+    async def send_inbox(self, inbox_id: str, frame: bytes) -> None:
+        key = self.keys.inbox(inbox_id)
+        receivers: int = await self._execute(inbox_id, "send", self.PUBLISH, key, frame)
         self.counters.published += 1
         if not receivers:
             self.counters.undeliverable += 1
 
-    async def send_inbox(self, inbox_id: str, frame: bytes) -> None:
-        await self._publish(self.router.shard_for(inbox_id), self.keys.inbox(inbox_id), frame)
-
     async def publish(
         self, group: str, frame: bytes, rule: HistoryRule | None, send_id: str
     ) -> Published:
-        shard = self.shards[self.router.shard_for(group)]
         oldest = time.time() - self.config.group_expiry
         keys: list[bytes | str] = [self.keys.group(group), self.keys.group_queues(group)]
         if rule is None:
-            members = await shard.run_script("group_send", _GROUP_SEND, keys, [frame, oldest])
+            members = await self._script(group, "group_send", _GROUP_SEND, keys, [frame, oldest])
             published = Published()
         else:
             keys += [*self.keys.history(group), self.keys.idempotency(group, send_id)]
@@ -144,7 +162,7 @@ class RedisBroker:
                 # retries stop after send_timeout (plus a watchdog period): keep it longer
                 int(self.config.send_timeout * 3000) + 1000,
             ]
-            result = await shard.run_script("group_send", _HISTORY_SEND, keys, args)
+            result = await self._script(group, "group_send", _HISTORY_SEND, keys, args)
             published = Published(int(result[0]), result[1].decode())
             members = result[2:]
         self.counters.published += 1
@@ -157,18 +175,16 @@ class RedisBroker:
     # -- normal channels: Redis lists -------------------------------------------------------------
 
     async def queue_push(self, channel: str, frame: bytes, capacity: int) -> bool:
-        shard = self.shards[self.router.shard_for(channel)]
         args = [frame, capacity, int(self.config.expiry * 1000)]
-        pushed = await shard.run_script("send", _QUEUE_PUSH, [self.keys.queue(channel)], args)
+        pushed = await self._script(channel, "send", _QUEUE_PUSH, [self.keys.queue(channel)], args)
         self.counters.published += 1
         return bool(pushed)
 
     async def queue_pop(self, channel: str) -> bytes | None:
         """One ``BLPOP`` of at most :data:`BLOCKING_POP_TIMEOUT`; an outage or an error reply
         (NOREPLICAS, READONLY, MISCONF) is waited out with backoff, never raised."""
-        client: Redis = self.shards[self.router.shard_for(channel)].blocking_client
         try:
-            item = await client.blpop([self.keys.queue(channel)], timeout=BLOCKING_POP_TIMEOUT)
+            item = await self._blocking_pop(channel)
         except _POP_RETRY_ERRORS as exc:
             attempt = self._pop_attempts.get(channel, 0)
             self._pop_attempts[channel] = attempt + 1
@@ -180,7 +196,7 @@ class RedisBroker:
             await asyncio.sleep(full_jitter(attempt, config.backoff_base, config.backoff_cap))
             return None
         self._pop_attempts.pop(channel, None)
-        return None if item is None else item[1]  # type: ignore[return-value]
+        return None if item is None else bytes(item[1])
 
     async def queue_group_add(self, group: str, channel: str) -> None:
         key = self.keys.group_queues(group)
@@ -194,13 +210,11 @@ class RedisBroker:
                 pipe.expire(key, expiry)
                 return await pipe.execute()
 
-        await self.shards[self.router.shard_for(group)].call(record, "group_add")
+        await self._call(group, record, "group_add")
 
     async def queue_group_discard(self, group: str, channel: str) -> None:
         key = self.keys.group_queues(group)
-        await self.shards[self.router.shard_for(group)].call(
-            lambda client: client.zrem(key, channel), "group_discard"
-        )
+        await self._call(group, lambda client: client.zrem(key, channel), "group_discard")
 
     # -- history, scripts for presence, flush ------------------------------------------------
 
@@ -218,12 +232,12 @@ class RedisBroker:
     ) -> Any:
         """Run a script on the shard of ``group`` (``EVALSHA``, ``EVAL`` after NOSCRIPT), with
         the layer's bounded retry: the one way the layer and presence run Lua."""
-        return await self.shards[self.router.shard_for(group)].run_script(what, script, keys, args)
+        return await self._script(group, what, script, keys, args)
 
     async def on_group_shard(self, group: str, operation: Any, what: str) -> Any:
         """Run ``operation(client)`` on the shard holding ``group``'s keys, with the layer's
         retry for ``send_timeout`` (used by presence)."""
-        return await self.shards[self.router.shard_for(group)].call(operation, what)
+        return await self._call(group, operation, what)
 
     async def flush(self, notice: bytes) -> None:
         pattern = self.keys.pattern()

@@ -1,0 +1,176 @@
+"""A real Redis Cluster for the cluster broker's tests: 3 masters and 3 replicas on free ports.
+
+Made the way an operator makes one: six ``redis-server --cluster-enabled yes`` processes (the
+shared :class:`~tests.conftest.RedisProcess`, each with its own node file and an explicit cluster
+bus port, since ``port + 10000`` may be past 65535 for an ephemeral port), then ``redis-cli
+--cluster create ... --cluster-replicas 1 --cluster-yes``. A short ``cluster-node-timeout``
+(2 s) keeps failover tests quick. Stopped by pid (each RedisProcess owns its process).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from channels_scale.layer import RedisChannelLayer
+from channels_scale.net import free_port, wait_until
+from tests.conftest import RedisProcess, scaled
+from tests.layer.conftest import LayerFactory, LayerPair, ours_memory_layer_factory
+
+__all__ = ["ours_memory_layer_factory"]  # the in-memory twin the shared suites compare with
+
+NODE_TIMEOUT_MS = 2000
+
+
+class RedisCluster:
+    """Six cluster nodes; :attr:`url` is the layer's ``redis+cluster://`` URL (all seeds)."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.nodes: list[RedisProcess] = []
+        for i in range(masters * 2):
+            directory = workdir / f"node{i}"
+            directory.mkdir()
+            args = (
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(NODE_TIMEOUT_MS),
+                "--cluster-port",
+                str(free_port()),
+            )
+            self.nodes.append(RedisProcess(directory, extra_args=args))
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            pytest.fail("redis-cli is not installed: run ./scripts/install")
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=scaled(60),
+        )
+        if not wait_until(self.healthy, 30):
+            pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+
+    def client(self, node: RedisProcess) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2)
+
+    def healthy(self) -> bool:
+        """Every running node says ``cluster_state:ok`` and every slot range has a replica
+        (replicas attach after ``--cluster create`` returns; a failover needs them)."""
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                with self.client(node) as client:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    if isinstance(info, bytes):
+                        info = info.decode()
+                    if "cluster_state:ok" not in str(info):
+                        return False
+                    slots = client.execute_command("CLUSTER", "SLOTS")
+                    if any(len(entry) < 4 for entry in slots):
+                        return False
+            except redis.RedisError:
+                return False
+        return True
+
+    def master_of(self, key: str) -> RedisProcess:
+        """The running node that is the master of ``key``'s slot."""
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            with self.client(node) as client:
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        port = int(master[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise AssertionError("no node answers")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop(kill=True)
+
+
+def start_cluster(workdir: Path) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(workdir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One cluster for the tests that only need *a* cluster (they use their own prefix)."""
+    yield from start_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A cluster of one's own, for tests that kill nodes."""
+    yield from start_cluster(tmp_path)
+
+
+# -- the shared layer suites on the cluster: the same fixture names as tests/layer/conftest.py,
+# -- backed by the cluster ("redis" there means the broker on Redis, here on the cluster)
+
+
+@pytest.fixture
+async def redis_layer_factory(redis_cluster: RedisCluster) -> AsyncIterator[LayerFactory]:
+    """Make layers on the session cluster, each under a fresh prefix."""
+    made: list[RedisChannelLayer] = []
+
+    def make(**config: Any) -> RedisChannelLayer:
+        config.setdefault("hosts", [redis_cluster.url])
+        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
+        layer = RedisChannelLayer(**config)
+        made.append(layer)
+        return layer
+
+    yield make
+    for layer in made:
+        await layer.flush()
+        await layer.close()
+
+
+@pytest.fixture
+def pair_layer_factory(redis_layer_factory: LayerFactory) -> LayerFactory:
+    """Two layer instances on the cluster and one prefix (two processes)."""
+
+    def make(**config: Any) -> LayerPair:
+        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
+        return LayerPair(redis_layer_factory(**config), redis_layer_factory(**config))
+
+    return make
+
+
+@pytest.fixture(params=["redis", "pair"], ids=["cluster", "cluster_pair"])
+def layer_factory(request: pytest.FixtureRequest) -> LayerFactory:
+    """The contract suite's implementations here: one layer on the cluster, and a pair."""
+    factory: LayerFactory = request.getfixturevalue(f"{request.param}_layer_factory")
+    return factory
+
+
+@pytest.fixture
+def layer(layer_factory: LayerFactory) -> Any:
+    return layer_factory()
