@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from channels_scale.exceptions import LayerUnavailable
+from channels_scale.exceptions import ConfigError, LayerUnavailable
 from channels_scale.layer import RedisChannelLayer
 from tests.conftest import RedisProcess, RedisTLS
 from tests.layer.test_contract import recv
@@ -262,3 +262,31 @@ async def test_pubsub_reader_reconnects_over_tls(tls_redis: RedisProcess, pki: P
     finally:
         await here.close()
         await there.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        # channels_redis' documented form (docs/migrating.md): redis-py reads None as CERT_NONE
+        pytest.param(lambda url: {"address": url, "ssl_cert_reqs": None}, id="dict-None"),
+        pytest.param(lambda url: f"{url}?ssl_cert_reqs=none", id="url-none"),
+    ],
+)
+async def test_unverified_server_certificate(tls_redis: RedisProcess, host: Any) -> None:
+    """``ssl_cert_reqs`` none: encrypted, the server's certificate not checked (no CA given)."""
+    here = RedisChannelLayer(hosts=[host(tls_redis.url)])
+    there = RedisChannelLayer(hosts=[host(tls_redis.url)])
+    try:
+        await _round_trip(here, there, "unverified")
+    finally:
+        await here.close()
+        await there.close()
+
+
+async def test_unknown_cert_reqs_is_a_config_error(tls_redis: RedisProcess) -> None:
+    layer = RedisChannelLayer(hosts=[f"{tls_redis.url}?ssl_cert_reqs=sometimes"], send_timeout=0.5)
+    try:
+        with pytest.raises(ConfigError, match="ssl_cert_reqs must be one of"):
+            await layer.group_send("room", {"type": "never"})
+    finally:
+        await layer.close()
