@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,31 +25,73 @@ def scaled(seconds: float) -> float:
     return seconds * timeout_factor()
 
 
+@dataclass(frozen=True)
+class RedisTLS:
+    """Files for a TLS-only redis-server (PEM paths); ``auth_clients``: ``no``, ``optional``
+    or ``yes`` (redis-server's ``--tls-auth-clients``: whether a client certificate is required).
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    auth_clients: str = "no"
+
+    def args(self, port: int) -> list[str]:
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(self.cert_file),
+            "--tls-key-file",
+            str(self.key_file),
+            "--tls-ca-cert-file",
+            str(self.ca_file),
+            "--tls-auth-clients",
+            self.auth_clients,
+        ]
+
+
 class RedisProcess:
     """A real ``redis-server`` on a free loopback port, with no persistence.
 
     ``stop()``/``start()`` keep the port so clients can reconnect to the same address, which is
-    what the fault tests need (Redis killed and restarted while consumers wait).
+    what the fault tests need (Redis killed and restarted while consumers wait). With ``tls``
+    it listens only for TLS on that port and :attr:`url` is ``rediss://``.
     """
 
     def __init__(
-        self, workdir: Path, port: int | None = None, extra_args: Sequence[str] = ()
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        tls: RedisTLS | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         #: more redis-server options, after the defaults (e.g. ``--appendonly yes``: last wins)
         self.extra_args = tuple(extra_args)
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def _answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                if self.tls is None:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(16).startswith(b"+PONG")
+                context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+                if self.tls.auth_clients == "yes":
+                    context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+                with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"PING\r\n")
+                    return tls.recv(16).startswith(b"+PONG")
         except OSError:
             return False
 
@@ -72,6 +116,7 @@ class RedisProcess:
                 "no",
                 "--loglevel",
                 "warning",
+                *(self.tls.args(self.port) if self.tls else ()),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,

@@ -9,7 +9,8 @@ only, so a redis-py release that changes its own handshake cannot break them.
 Options read, from the host URL and its query string or from the host dict (the dict wins), with
 redis-py's names and meaning: ``host``, ``port``, ``path``/``unix_socket_path`` (``unix://``),
 ``db``, ``username``, ``password``, ``client_name``, ``ssl`` (implied by ``rediss://``),
-``ssl_cert_reqs`` (``"none"``, ``"optional"``, ``"required"``: default), ``ssl_ca_certs``,
+``ssl_cert_reqs`` (``"none"`` or ``None``, ``"optional"``, ``"required"``: default, or an
+``ssl.VerifyMode``), ``ssl_ca_certs``,
 ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` (default: true when certificates are
 required), ``socket_connect_timeout``.
 
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 
+from channels_scale.exceptions import ConfigError
 from channels_scale.layer.config import HostConfig
 from channels_scale.layer.sentinel import (
     is_master_role,
@@ -102,7 +104,14 @@ def _ssl_context(options: Mapping[str, Any]) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
     reqs = options.get("ssl_cert_reqs", "required")
-    verify = _CERT_REQS[reqs.lower()] if isinstance(reqs, str) else reqs
+    if reqs is None:
+        verify = ssl.CERT_NONE  # as redis-py reads it (channels_redis' docs write None)
+    elif isinstance(reqs, str):
+        if reqs.lower() not in _CERT_REQS:
+            raise ConfigError(f"ssl_cert_reqs must be one of none, optional, required: {reqs!r}")
+        verify = _CERT_REQS[reqs.lower()]
+    else:
+        verify = ssl.VerifyMode(reqs)
     check = options.get("ssl_check_hostname", verify == ssl.CERT_REQUIRED)
     if isinstance(check, str):
         check = check.lower() in _TRUE
