@@ -33,13 +33,12 @@ from typing import Any
 from channels_scale.exceptions import ChannelFull, ChannelNotLocal
 from channels_scale.layer import codec, history
 from channels_scale.layer.broker import Broker
+from channels_scale.layer.brokers import make_broker
 from channels_scale.layer.buffer import ChannelBuffer
-from channels_scale.layer.cluster import cluster_seeds
-from channels_scale.layer.cluster_broker import ClusterBroker
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.history import StreamState
-from channels_scale.layer.memory_broker import MemoryBroker, MemoryHub
+from channels_scale.layer.memory_broker import MemoryHub
 from channels_scale.layer.naming import (
     CHANNEL_SUFFIX_LENGTH,
     TOKEN_LENGTH,
@@ -49,7 +48,6 @@ from channels_scale.layer.naming import (
     new_inbox_id,
     random_token,
 )
-from channels_scale.layer.redis_broker import RedisBroker
 from channels_scale.layer.router import Router
 from channels_scale.layer.stats import Counters
 
@@ -83,15 +81,7 @@ class LoopLayer:
         self.router = Router(
             self.inbox_id, capacity_of, config.overflow, config.group_expiry, self.counters
         )
-        self.broker: Broker
-        if config.broker == "memory":
-            self.broker = MemoryBroker(
-                hub or MemoryHub(), config, self.counters, self._on_frame, capacity_of
-            )
-        elif cluster_seeds([h.url for h in config.hosts]) is not None:
-            self.broker = ClusterBroker(config, self.counters, self._on_frame, capacity_of)
-        else:
-            self.broker = RedisBroker(config, self.counters, self._on_frame, capacity_of)
+        self.broker: Broker = make_broker(config, self.counters, self._on_frame, capacity_of, hub)
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._demand: dict[str, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
