@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
-from channels_scale.layer import RedisChannelLayer
 from channels_scale.net import free_port, wait_until
 from tests.conftest import RedisProcess, scaled
-from tests.layer.conftest import LayerFactory, LayerPair, ours_memory_layer_factory
+from tests.layer.conftest import ours_memory_layer_factory
+from tests.shared_suites import (
+    factory,
+    layer,
+    layer_factory,
+    pair_layer_factory,
+    redis_layer_factory,
+)
 
-__all__ = ["ours_memory_layer_factory"]  # the in-memory twin the shared suites compare with
+__all__ = [  # the shared suites' fixtures, and the in-memory twin they compare with
+    "factory",
+    "layer",
+    "layer_factory",
+    "ours_memory_layer_factory",
+    "pair_layer_factory",
+    "redis_layer_factory",
+]
 
 NODE_TIMEOUT_MS = 2000
 
@@ -131,46 +142,10 @@ def private_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     yield from start_cluster(tmp_path)
 
 
-# -- the shared layer suites on the cluster: the same fixture names as tests/layer/conftest.py,
-# -- backed by the cluster ("redis" there means the broker on Redis, here on the cluster)
+# -- the shared layer suites on the cluster: tests/shared_suites.py's fixtures (as tests/sentinel
+# -- and tests/shards use them), with the cluster behind ``layer_hosts``
 
 
 @pytest.fixture
-async def redis_layer_factory(redis_cluster: RedisCluster) -> AsyncIterator[LayerFactory]:
-    """Make layers on the session cluster, each under a fresh prefix."""
-    made: list[RedisChannelLayer] = []
-
-    def make(**config: Any) -> RedisChannelLayer:
-        config.setdefault("hosts", [redis_cluster.url])
-        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
-        layer = RedisChannelLayer(**config)
-        made.append(layer)
-        return layer
-
-    yield make
-    for layer in made:
-        await layer.flush()
-        await layer.close()
-
-
-@pytest.fixture
-def pair_layer_factory(redis_layer_factory: LayerFactory) -> LayerFactory:
-    """Two layer instances on the cluster and one prefix (two processes)."""
-
-    def make(**config: Any) -> LayerPair:
-        config.setdefault("prefix", f"t{uuid.uuid4().hex[:10]}")
-        return LayerPair(redis_layer_factory(**config), redis_layer_factory(**config))
-
-    return make
-
-
-@pytest.fixture(params=["redis", "pair"], ids=["cluster", "cluster_pair"])
-def layer_factory(request: pytest.FixtureRequest) -> LayerFactory:
-    """The contract suite's implementations here: one layer on the cluster, and a pair."""
-    factory: LayerFactory = request.getfixturevalue(f"{request.param}_layer_factory")
-    return factory
-
-
-@pytest.fixture
-def layer(layer_factory: LayerFactory) -> Any:
-    return layer_factory()
+def layer_hosts(redis_cluster: RedisCluster) -> list[str]:
+    return [redis_cluster.url]

@@ -1,14 +1,11 @@
 """The layer's shared suites (contract, history, presence) on the cluster broker.
 
 The tests are the ones of tests/layer, imported; tests/cluster/conftest.py gives their fixtures
-(``layer_factory``, ``redis_layer_factory``...) a cluster behind them.
+(tests/shared_suites.py) the cluster as ``layer_hosts``.
 """
 
 from __future__ import annotations
 
-import pytest
-
-from tests.layer.conftest import LayerFactory
 from tests.layer.test_contract import *  # noqa: F403
 from tests.layer.test_history_backends import (
     test_group_without_history_is_refused,
@@ -27,9 +24,3 @@ __all__ = [
     "test_tabs_count_once_join_and_leave",
     "test_user_info_needs_an_id",
 ]
-
-
-@pytest.fixture
-def factory(redis_layer_factory: LayerFactory) -> LayerFactory:
-    """The history and presence suites' factory: the cluster broker only."""
-    return redis_layer_factory
