@@ -60,7 +60,7 @@ async def connect(
 
     Raises:
         OSError, asyncio.TimeoutError, or the library's handshake error: the connection failed.
-        ConnectionError: the wire's own handshake was refused.
+        ConnectionError: the wire's own handshake did not complete within ``open_timeout``.
         ValueError: unknown library or wire.
     """
     framing = _Framing.of(wire, on_text)
