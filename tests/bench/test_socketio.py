@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.exceptions import ConnectionClosed
 
 from channels_scale.bench.command import execute
 from channels_scale.bench.frames import decode_frame, encode_frame
@@ -33,6 +34,7 @@ def test_the_session_speaks_engine_io_and_unwraps_the_event() -> None:
     assert session.receive(b'40{"sid":"b"}') == (None, None)
     assert session.ready
     assert session.receive(b"2") == (None, b"3")
+    assert session.pings == 1
     frame = encode_frame(1, 2, 3, 4)
     assert session.receive(session.wrap(frame)) == (frame, None)
     assert session.wrap(frame) == b'42["m",' + frame + b"]"
@@ -96,6 +98,26 @@ async def test_a_frame_published_on_one_node_process_reaches_the_other(tmp_path:
             await asyncio.wait_for(other.recv(), 0.3)
         for ws in (far, near, other):
             await ws.close()
+
+
+async def test_the_client_answers_pings_and_a_silent_one_is_dropped(tmp_path: Path) -> None:
+    with socketio_target(1, tmp_path, ping_interval_ms=100, ping_timeout_ms=200) as running:
+        (path,) = running.worker_sockets
+        ws, session = await _join(path, "r")
+        silent, _ = await _join(path, "r")
+        # Five pings answered: well past the 300 ms after which an unanswered ping closes it.
+        while session.pings < 5:
+            _, reply = session.receive(await asyncio.wait_for(ws.recv(decode=False), scaled(5)))
+            if reply is not None:
+                await ws.send(reply, text=True)
+        frame = encode_frame(1, 1, 0, 0)
+        await ws.send(session.wrap(frame), text=True)
+        assert await _frames(ws, session, 1) == [frame]
+        # The premise: a client that does not answer is disconnected by the server.
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(silent.recv(), scaled(5))
+        await ws.close()
 
 
 def test_fanout_on_socketio_loses_nothing_and_meters_node_by_role(tiny: Tiny) -> None:

@@ -52,17 +52,19 @@ class SocketIoSession:
     else (the connect acknowledgement, noop packets) yields nothing.
     """
 
-    __slots__ = ("ready", "refused")
+    __slots__ = ("pings", "ready", "refused")
 
     def __init__(self) -> None:
         self.ready = False
         self.refused: str | None = None
+        self.pings = 0
 
     def receive(self, data: bytes) -> tuple[bytes | None, bytes | None]:
         # The event first: it is nearly every frame of a run.
         if data.startswith(_EVENT_HEAD) and data.endswith(_EVENT_TAIL):
             return data[len(_EVENT_HEAD) : -len(_EVENT_TAIL)], None
         if data == b"2":
+            self.pings += 1
             return None, b"3"
         if data.startswith(b"42"):
             return data, None

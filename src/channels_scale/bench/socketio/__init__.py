@@ -136,8 +136,13 @@ def _redis_answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def socketio_target(workers: int, log_dir: Path) -> Iterator[Running]:
+def socketio_target(
+    workers: int, log_dir: Path, ping_interval_ms: int = 25_000, ping_timeout_ms: int = 60_000
+) -> Iterator[Running]:
     """Start Redis, ``workers`` Node processes and nginx; yield them as :class:`Running`.
+
+    The heartbeat: Socket.IO's default interval, and a timeout three times its default, so a load
+    generator held up for a while under saturation is not disconnected (it answers every ping).
 
     Configs and sockets live in a fresh temporary run directory (short, so unix socket paths fit),
     removed on exit after every process is stopped; the processes' output goes to
@@ -180,7 +185,13 @@ def socketio_target(workers: int, log_dir: Path) -> Iterator[Running]:
         ])  # fmt: skip
         if not wait_until(lambda: _redis_answers(redis_url) or procs.exited() is not None, 20):
             raise StackError(f"the socketio stack's Redis did not answer on port {redis_port}")
-        env = {**os.environ, "CSB_REDIS_URL": redis_url, "NODE_PATH": str(node_modules())}
+        env = {
+            **os.environ,
+            "CSB_REDIS_URL": redis_url,
+            "CSB_PING_INTERVAL_MS": str(ping_interval_ms),
+            "CSB_PING_TIMEOUT_MS": str(ping_timeout_ms),
+            "NODE_PATH": str(node_modules()),
+        }
         for i in range(workers):
             env["CSB_LISTEN"] = str(layout.worker_socket(i))
             procs.start(f"socketio-{i}", [node, str(SERVER_JS)], env=dict(env))

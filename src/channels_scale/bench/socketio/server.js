@@ -10,6 +10,7 @@
 // Environment (set by channels_scale.bench.socketio):
 //   CSB_LISTEN     the unix socket to listen on (nginx proxies to it, as to the Django workers)
 //   CSB_REDIS_URL  the stack's private Redis, redis://:password@127.0.0.1:port/0
+//   CSB_PING_INTERVAL_MS, CSB_PING_TIMEOUT_MS  Engine.IO's heartbeat (default 25000 and 60000)
 //
 // It prints "listening" once the adapter's Redis connections are up and the socket is bound.
 
@@ -21,6 +22,8 @@ const { createClient } = require("redis");
 
 const listen = process.env.CSB_LISTEN;
 const redisUrl = process.env.CSB_REDIS_URL;
+const pingInterval = Number(process.env.CSB_PING_INTERVAL_MS || 25000);
+const pingTimeout = Number(process.env.CSB_PING_TIMEOUT_MS || 60000);
 
 async function main() {
   if (!listen || !redisUrl) {
@@ -42,10 +45,10 @@ async function main() {
     // process that holds its session and nginx needs no sticky sessions.
     transports: ["websocket"],
     serveClient: false,
-    // Socket.IO's default interval; a timeout longer than its 20 s default so a load generator
+    // By default Socket.IO's interval and a timeout longer than its 20 s, so a load generator
     // busy for a few seconds under saturation is not disconnected (the bench answers every ping).
-    pingInterval: 25000,
-    pingTimeout: 60000,
+    pingInterval,
+    pingTimeout,
     maxHttpBufferSize: 65536,
   });
   io.adapter(createAdapter(pubClient, subClient));
