@@ -1,7 +1,7 @@
 """Bench outputs, all derived from one JSON document per run.
 
 - ``<scenario>.json``: every raw figure (the source of truth; Markdown and PNG are built from it);
-- ``<scenario>.md``: the table, with ratios against ``recipe`` and ``ceiling``;
+- ``<scenario>.md``: the table, with ratios against ``recipe``, ``socketio`` and ``ceiling``;
 - ``<scenario>-latency.png``: latency percentiles per stack;
 - ``saturate-rate.png``: deliveries/s received against deliveries/s offered, per stack.
 
@@ -28,7 +28,7 @@ from channels_scale.bench.figures import ratio
 
 SCHEMA = 1
 ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
-BASELINES = ("recipe", "ceiling")
+BASELINES = ("recipe", "socketio", "ceiling")
 
 
 # --------------------------------------------------------------------------- machine
@@ -428,8 +428,9 @@ How to read the figures:
 - *Redis cmds, bytes /frame*: `INFO commandstats` and `INFO stats` deltas per published frame.
 - *client CPU max*: the busiest load-generator process (a saturated client is flagged);
   *other load*: CPU used on the machine by anything else during the phase, in cores.
-- Ratios (`÷ recipe`, `÷ ceiling`) divide a stack's figure by the baseline's in the same run.
-  Absolute numbers on a shared 2-core machine drift from run to run; the ratios hold better.
+- Ratios (`÷ recipe`, `÷ socketio`, `÷ ceiling`) divide a stack's figure by the baseline's in
+  the same run. Absolute numbers on a shared 2-core machine drift from run to run; the ratios
+  hold better.
 - `saturate` doubles the rate per step of a few seconds until p99 passes the bound or a frame is
   lost, then bisects twice; short steps make it sensitive to hiccups of a shared machine.
 
