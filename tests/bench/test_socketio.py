@@ -22,6 +22,7 @@ from channels_scale.bench.frames import decode_frame, encode_frame
 from channels_scale.bench.scenarios import BenchConfig
 from channels_scale.bench.socketio import MODULES_ENV, socketio_target
 from channels_scale.bench.wire import SocketIoSession, wire_named
+from channels_scale.stack.health import worker_health
 from tests.conftest import scaled
 
 Tiny = Callable[..., BenchConfig]
@@ -82,7 +83,11 @@ async def _frames(ws: ClientConnection, session: SocketIoSession, count: int) ->
 
 async def test_a_frame_published_on_one_node_process_reaches_the_other(tmp_path: Path) -> None:
     with socketio_target(2, tmp_path) as running:
-        assert len(running.worker_sockets) == 2
+        # Two Node processes, each on its own socket, both metered.
+        answers = [worker_health(path) for path in running.worker_sockets]
+        pids = [answer["pid"] for answer in answers if answer is not None]
+        assert len(set(pids)) == 2
+        assert set(pids) <= set(running.pids)
         far, far_session = await _join(running.worker_sockets[0], "r1")
         near, near_session = await _join(running.worker_sockets[1], "r1")
         other, _ = await _join(running.worker_sockets[0], "r2")

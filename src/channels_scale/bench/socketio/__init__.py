@@ -26,7 +26,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -112,17 +111,6 @@ class _Processes:
             log.close()
 
 
-def _accepts(address: Path | tuple[str, int]) -> bool:
-    family = socket.AF_UNIX if isinstance(address, Path) else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.connect(str(address) if isinstance(address, Path) else address)
-        except OSError:
-            return False
-    return True
-
-
 def _redis_answers(url: str) -> bool:
     import redis
 
@@ -151,6 +139,7 @@ def socketio_target(
     """
     from channels_scale.bench.clientproc import raise_fd_limit
     from channels_scale.stack.configs import render_nginx
+    from channels_scale.stack.health import http_status, worker_health
     from channels_scale.stack.options import RunLayout, StackOptions
     from channels_scale.stack.preflight import (
         find_binary,
@@ -202,10 +191,13 @@ def socketio_target(
             nginx, "-p", str(layout.nginx_dir), "-c", str(layout.nginx_conf), "-e", "stderr",
         ])  # fmt: skip
         sockets = [layout.worker_socket(i) for i in range(workers)]
-        listening: list[Path | tuple[str, int]] = [*sockets, ("127.0.0.1", options.port)]
 
         def up() -> bool:
-            return procs.exited() is not None or all(_accepts(a) for a in listening)
+            # Every Node process answers /healthz on its socket, and nginx passes it through.
+            return procs.exited() is not None or (
+                all(worker_health(path) is not None for path in sockets)
+                and http_status("127.0.0.1", options.port) == 200
+            )
 
         if not wait_until(up, 30):
             raise StackError("the socketio stack did not listen within 30 s; see its logs")

@@ -37,8 +37,16 @@ async function main() {
   subClient.on("error", (err) => console.error("redis (subscribe):", err.message));
   await Promise.all([pubClient.connect(), subClient.connect()]);
 
+  // /healthz as the Django workers answer it, for a load balancer's health checks (HAProxy's).
   const httpServer = http.createServer((req, res) => {
-    res.writeHead(404).end();
+    if (req.url === "/healthz") {
+      const body = JSON.stringify({ status: "ok", pid: process.pid });
+      // A plain body, not chunked: the stack's health check reads it as is.
+      res.writeHead(200, { "Content-Type": "application/json", "Content-Length": body.length });
+      res.end(body);
+    } else {
+      res.writeHead(404).end();
+    }
   });
   const io = new Server(httpServer, {
     // The bench speaks the websocket transport only, so a client's every request reaches the
