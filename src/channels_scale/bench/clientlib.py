@@ -5,6 +5,10 @@ Two implementations: ``picows`` (Cython, callback per frame, no task per connect
 clientlib`` measures what each costs the load generator per 1,000 frames received against the
 ceiling server; the cheaper one is :data:`DEFAULT_LIBRARY`. Neither offers compression, so every
 stack is measured on plain frames.
+
+Both apply the stack's wire (:mod:`channels_scale.bench.wire`) the same way: a connection on the
+``socketio`` wire completes Socket.IO's handshake before :func:`connect` returns, answers the
+server's pings, and hands ``on_text`` (and takes from ``send``) bench frames, unwrapped.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+from channels_scale.bench.wire import DEFAULT_WIRE, Session, wire_named
 
 if TYPE_CHECKING:
     from picows import WSTransport
@@ -47,28 +53,74 @@ async def connect(
     local_addr: tuple[str, int] | None = None,
     open_timeout: float = 10.0,
     headers: Sequence[tuple[str, str]] = (),
+    wire: str = DEFAULT_WIRE,
 ) -> ClientConnection:
     """Open a websocket to ``url`` with ``library``, from ``local_addr`` when given, sending
-    ``headers`` (``Origin``, ``Cookie``, ...) with the handshake.
+    ``headers`` (``Origin``, ``Cookie``, ...) with the handshake, speaking ``wire``.
 
     Raises:
         OSError, asyncio.TimeoutError, or the library's handshake error: the connection failed.
-        ValueError: unknown library.
+        ConnectionError: the wire's own handshake did not complete within ``open_timeout``.
+        ValueError: unknown library or wire.
     """
+    framing = _Framing.of(wire, on_text)
     if library == "picows":
-        return await _PicowsConnection.open(
-            url, on_text, on_close, local_addr, open_timeout, headers
+        conn: _PicowsConnection | _WebsocketsConnection = await _PicowsConnection.open(
+            url, on_text, on_close, local_addr, open_timeout, headers, framing
         )
-    if library == "websockets":
-        return await _WebsocketsConnection.open(
-            url, on_text, on_close, local_addr, open_timeout, headers
+    elif library == "websockets":
+        conn = await _WebsocketsConnection.open(
+            url, on_text, on_close, local_addr, open_timeout, headers, framing
         )
-    raise ValueError(f"unknown client library {library!r}; choose from {', '.join(LIBRARIES)}")
+    else:
+        raise ValueError(f"unknown client library {library!r}; choose from {', '.join(LIBRARIES)}")
+    if framing is not None:
+        try:
+            await asyncio.wait_for(framing.ready, open_timeout)
+        except TimeoutError:
+            await conn.close()
+            raise ConnectionError(f"no {wire} handshake within {open_timeout:g} s") from None
+        except BaseException:
+            await conn.close()
+            raise
+    return conn
+
+
+class _Framing:
+    """A wire session applied to one connection: unwraps what arrives, wraps what leaves."""
+
+    __slots__ = ("_on_text", "_ready", "session")
+
+    def __init__(self, session: Session, on_text: OnText) -> None:
+        self.session = session
+        self._on_text = on_text
+        self._ready = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    def of(cls, wire: str, on_text: OnText) -> _Framing | None:
+        """The framing of ``wire`` (None: frames go as they are, nothing to apply)."""
+        session = wire_named(wire).session()
+        return None if session is None else cls(session, on_text)
+
+    def received(self, data: bytes) -> bytes | None:
+        """Apply one received text frame; returns the reply to send now, if any."""
+        frame, reply = self.session.receive(data)
+        if frame is not None:
+            self._on_text(frame)
+        elif not self._ready.done() and self.session.ready:
+            self._ready.set_result(None)
+        return reply
+
+    @property
+    def ready(self) -> asyncio.Future[None]:
+        """Done once the wire's own handshake is (frames may be sent from then on)."""
+        return self._ready
 
 
 class _PicowsConnection:
-    def __init__(self, transport: WSTransport) -> None:
+    def __init__(self, transport: WSTransport, framing: _Framing | None) -> None:
         self._transport = transport
+        self._framing = framing
 
     @classmethod
     async def open(
@@ -79,6 +131,7 @@ class _PicowsConnection:
         local_addr: tuple[str, int] | None,
         open_timeout: float,
         headers: Sequence[tuple[str, str]],
+        framing: _Framing | None,
     ) -> _PicowsConnection:
         from picows import WSFrame, WSListener, WSMsgType, ws_connect
 
@@ -86,7 +139,10 @@ class _PicowsConnection:
             def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
                 kind = frame.msg_type
                 if kind == WSMsgType.TEXT:
-                    on_text(frame.get_payload_as_bytes())
+                    if framing is None:
+                        on_text(frame.get_payload_as_bytes())
+                    elif (reply := framing.received(frame.get_payload_as_bytes())) is not None:
+                        transport.send(WSMsgType.TEXT, reply)
                 elif kind == WSMsgType.CLOSE:
                     transport.send_close(frame.get_close_code())
                     transport.disconnect()
@@ -103,12 +159,15 @@ class _PicowsConnection:
             ws_connect(Listener, url, websocket_handshake_timeout=open_timeout, **kwargs),
             open_timeout,
         )
-        return cls(transport)
+        return cls(transport, framing)
 
     async def send(self, data: bytes) -> None:
         from picows import WSMsgType
 
-        self._transport.send(WSMsgType.TEXT, data)
+        framing = self._framing
+        self._transport.send(
+            WSMsgType.TEXT, data if framing is None else framing.session.wrap(data)
+        )
 
     async def close(self) -> None:
         from picows import WSCloseCode
@@ -124,9 +183,12 @@ class _PicowsConnection:
 
 
 class _WebsocketsConnection:
-    def __init__(self, ws: ClientConnectionWs, reader: asyncio.Task[None]) -> None:
+    def __init__(
+        self, ws: ClientConnectionWs, reader: asyncio.Task[None], framing: _Framing | None
+    ) -> None:
         self._ws = ws
         self._reader = reader
+        self._framing = framing
 
     @classmethod
     async def open(
@@ -137,6 +199,7 @@ class _WebsocketsConnection:
         local_addr: tuple[str, int] | None,
         open_timeout: float,
         headers: Sequence[tuple[str, str]],
+        framing: _Framing | None,
     ) -> _WebsocketsConnection:
         from websockets.asyncio.client import connect as ws_connect
         from websockets.exceptions import ConnectionClosed
@@ -159,17 +222,22 @@ class _WebsocketsConnection:
             try:
                 while True:
                     message = await ws.recv(decode=False)
-                    if isinstance(message, bytes):
+                    if not isinstance(message, bytes):
+                        continue
+                    if framing is None:
                         on_text(message)
+                    elif (reply := framing.received(message)) is not None:
+                        await ws.send(reply, text=True)
             except ConnectionClosed:
                 pass
             finally:
                 on_close()
 
-        return cls(ws, asyncio.create_task(read()))
+        return cls(ws, asyncio.create_task(read()), framing)
 
     async def send(self, data: bytes) -> None:
-        await self._ws.send(data, text=True)
+        framing = self._framing
+        await self._ws.send(data if framing is None else framing.session.wrap(data), text=True)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -120,6 +120,7 @@ class _ClientProcess:
                         local_addr=(spec.source, 0) if spec.source else None,
                         open_timeout=open_timeout,
                         headers=self.endpoint.headers,
+                        wire=self.endpoint.wire,
                     )
                 except Exception as exc:
                     report.failed += 1
@@ -174,6 +175,7 @@ class _ClientProcess:
                     lambda: None,
                     open_timeout=10,
                     headers=self.endpoint.headers,
+                    wire=self.endpoint.wire,
                 )
             except Exception as exc:
                 self.churn_failed += 1

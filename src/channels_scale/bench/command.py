@@ -2,7 +2,7 @@
 
 ::
 
-    channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling | --url ws://HOST:PORT] ...
+    channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling,socketio | --url URL] ...
     channels-scale bench fanout   --url ws://HOST:PORT --path '/ws/chat/{room}/' \
                                   --frame '{"message": "{payload}"}' --origin http://HOST:PORT
     channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
@@ -285,11 +285,13 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
     from channels_scale.bench.live import QuietUi, RichUi, Ui
     from channels_scale.bench.report import SCHEMA, machine_info, write_run
     from channels_scale.bench.scenarios import run_bench
-    from channels_scale.bench.stacks import check_handshake, check_url
+    from channels_scale.bench.stacks import check_handshake, check_stacks, check_url
 
     if cfg.url is not None:
         cfg.url = check_url(cfg.url)
         check_handshake(cfg.url, cfg.endpoint, f"bench-probe-{secrets.token_hex(3)}")
+    else:
+        check_stacks(cfg.stacks)
     ui: Ui = QuietUi() if quiet else RichUi()
     started = datetime.now(UTC)
     clock = time.monotonic()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from channels_scale.bench.frames import FRAME_SIZE, FrameError, decode_frame, encode_frame
+from channels_scale.bench.wire import DEFAULT_WIRE, wire_named
 
 DEFAULT_PATH = "/ws/broadcast/{room}/"
 ROOM = "{room}"
@@ -41,16 +42,18 @@ class Endpoint:
 
     ``path`` has ``{room}`` where the room name goes; ``frame`` is ``None`` (send the bench frame
     as is) or a template with ``{payload}``; ``headers`` are sent with every handshake (``Origin``
-    among them when ``--origin`` is given).
+    among them when ``--origin`` is given); ``wire`` what the stack speaks around the frame
+    (:mod:`channels_scale.bench.wire`: the stack chooses it, e.g. ``socketio``).
     """
 
     path: str = DEFAULT_PATH
     frame: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    wire: str = DEFAULT_WIRE
 
     def url(self, base_url: str, room: str) -> str:
-        """``ws://host:port`` + the path of ``room``."""
-        return base_url.rstrip("/") + self.path.replace(ROOM, room)
+        """``ws://host:port`` + the path of ``room`` (on the ``socketio`` wire: Socket.IO's)."""
+        return wire_named(self.wire).url(base_url, self.path.replace(ROOM, room), room)
 
     def encode(self, phase: int, publisher: int, seq: int, scheduled_us: int) -> bytes:
         """The frame a publisher sends for ``seq``."""

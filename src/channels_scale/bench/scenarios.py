@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -461,7 +461,8 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
             meter = CostMeter(target.pids(), target.redis_url)
             try:
                 library = library or cfg.client_lib
-                with LoadGenerator(target.ws_url, cfg.procs, library, cfg.endpoint) as lg:
+                endpoint = replace(cfg.endpoint, wire=target.wire)
+                with LoadGenerator(target.ws_url, cfg.procs, library, endpoint) as lg:
                     record["client_lib"] = lg.library
                     record["fd_limit"] = lg.fd_limit
                     record.update(RUNNERS[cfg.scenario](Run(cfg, target, lg, meter, ui)))

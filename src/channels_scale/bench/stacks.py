@@ -8,6 +8,8 @@ recipe      ``channels-scale up`` on the example: Channels' ``AsyncWebsocketCons
             ``channels_redis.core.RedisChannelLayer`` (with the redis-py 8 workarounds)
 pubsub      the recipe's consumer on ``channels_redis.pubsub.RedisPubSubChannelLayer``
 ceiling     :mod:`channels_scale.bench.ceiling`: a bare ``websockets`` server, one process
+socketio    :mod:`channels_scale.bench.socketio`: Socket.IO + its Redis adapter (Node), N processes
+            behind the same nginx, on a private Redis
 url         any running deployment (``--url``): ``/ws/broadcast/<room>/`` or the endpoint of
             ``--path``/``--frame`` (:mod:`channels_scale.bench.endpoint`)
 ==========  ==================================================================================
@@ -32,10 +34,13 @@ from urllib.parse import urlsplit
 
 from channels_scale.bench.costs import parent_pid, role
 from channels_scale.bench.endpoint import Endpoint, handshake_hint
+from channels_scale.bench.socketio import DESCRIPTION as SOCKETIO_DESCRIPTION
+from channels_scale.bench.socketio import missing_install, socketio_target
+from channels_scale.bench.wire import DEFAULT_WIRE
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, wait_until
 
-STACKS = ("ours", "recipe", "pubsub", "ceiling")
+STACKS = ("ours", "recipe", "pubsub", "ceiling", "socketio")
 
 DJANGO_STACKS: dict[str, tuple[str, str]] = {
     "ours": ("channels_scale", "ours"),
@@ -49,6 +54,7 @@ DESCRIPTIONS = {
     "recipe": "AsyncWebsocketConsumer + channels_redis core layer",
     "pubsub": "AsyncWebsocketConsumer + channels_redis pub/sub layer",
     "ceiling": "bare websockets broadcast server (1 process, no Django, no Redis)",
+    "socketio": SOCKETIO_DESCRIPTION,
     "url": "a running deployment (--url)",
 }
 
@@ -58,7 +64,8 @@ class Target:
     """A running stack the load generator can hit.
 
     ``pids`` returns the server-side processes to meter (empty when unknown, as for ``--url``);
-    ``processes`` is how many server processes serve websockets (the ceiling: always 1).
+    ``processes`` is how many server processes serve websockets (the ceiling: always 1);
+    ``wire`` what clients speak around the bench frame (:mod:`channels_scale.bench.wire`).
     """
 
     name: str
@@ -67,6 +74,7 @@ class Target:
     processes: int | None
     redis_url: str | None
     pids: Callable[[], list[int]]
+    wire: str = DEFAULT_WIRE
 
 
 def parse_stacks(text: str) -> list[str]:
@@ -78,6 +86,12 @@ def parse_stacks(text: str) -> list[str]:
     if unknown:
         raise ValueError(f"unknown stack {unknown[0]!r}; choose from {', '.join(STACKS)}")
     return list(dict.fromkeys(names))
+
+
+def check_stacks(names: list[str]) -> None:
+    """Raise :class:`ConfigError` (one line: what to install) when a stack cannot start here."""
+    if "socketio" in names and (problem := missing_install()):
+        raise ConfigError(problem)
 
 
 def check_url(url: str, timeout: float = 3.0) -> str:
@@ -225,6 +239,22 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def socketio_stack(workers: int, log_dir: Path) -> Iterator[Target]:
+    """Start :mod:`channels_scale.bench.socketio` (``workers`` Node processes); stop it on exit."""
+    with socketio_target(workers, log_dir) as running:
+        pids = running.pids
+        yield Target(
+            "socketio",
+            running.ws_url,
+            SOCKETIO_DESCRIPTION,
+            workers,
+            running.redis_url,
+            lambda: pids,
+            wire="socketio",
+        )
+
+
 def open_target(
     name: str, *, workers: int, log_dir: Path, url: str | None = None
 ) -> contextlib.AbstractContextManager[Target]:
@@ -235,6 +265,8 @@ def open_target(
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
         return django_target(name, workers)
+    if name == "socketio":
+        return socketio_stack(workers, log_dir)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
 
 
