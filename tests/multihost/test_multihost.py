@@ -1,11 +1,12 @@
 """Two app hosts, one Redis, clients on machines of their own: the multi-host proof (issue 10).
 
 Six network namespaces on a private bridge stand for six machines (tests/multihost/netns.py):
-``redis`` runs the Redis both hosts share; ``hosta`` and ``hostb`` each run ``channels-scale up
---detach --workers 2 --host <its address> --redis <the shared Redis>`` (its own supervisor,
-uvicorn workers and nginx: the bundled example chat); ``client1`` and ``client2`` run websocket
-clients (tests/multihost/client.py), three homed on host A, three (one of them publishing) on
-host B. Nothing listens on loopback across machines: every byte between them crosses the bridge.
+``redis`` runs the Redis both hosts share (a Redis Cluster of three masters); ``hosta`` and
+``hostb`` each run ``channels-scale up --detach --workers 2 --host <its address> --redis <the
+shared Redis>`` (its own supervisor, uvicorn workers and nginx: the bundled example chat);
+``client1`` and ``client2`` run websocket clients (tests/multihost/client.py), three homed on host
+A, three (one of them publishing) on host B. Nothing listens on loopback across machines: every
+byte between them crosses the bridge.
 
 What it proves:
 
@@ -52,8 +53,8 @@ pytestmark = [
 ]
 
 #: The Redis the hosts share: 1 = one redis-server (``redis://``), 3 = a Redis Cluster of three
-#: masters (``redis+cluster://``).
-REDIS_MASTERS = 1
+#: masters, no replicas (``redis+cluster://``; failover is tests/cluster's subject).
+REDIS_MASTERS = 3
 WORKERS = 2
 CLIENTS = 3  # per client machine
 ROOM = "lobby"  # a demo room: user demo is a member
