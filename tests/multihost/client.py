@@ -19,9 +19,10 @@ counts duplicates and gaps) on stdout, one JSON object per line, with ``time.mon
 
 Commands on stdin, one JSON object per line: ``{"cmd": "send", "c": i, "text": s}``;
 ``{"cmd": "publish", "c": i, "every": seconds, "prefix": p}`` (send ``p-0``, ``p-1``, … while
-connected, until ``{"cmd": "quiet", "c": i}``); ``{"cmd": "hold", "c": i}`` (after a drop, wait
-for ``{"cmd": "release", "c": i}`` before reconnecting: the test decides how long the client
-stays away). End of stdin closes every client and exits.
+connected, until ``{"cmd": "quiet", "c": i}``, answered ``{"ev": "quiet"}``); ``{"cmd": "hold",
+"c": i}`` (answered ``{"ev": "held"}``; after a drop, wait for ``{"cmd": "release", "c": i}``
+before reconnecting: the test decides how long the client stays away). End of stdin closes every
+client and exits.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ async def commands(clients: list[ChatClient]) -> None:
             emit({"ev": "quiet", "c": client.index})
         elif kind == "hold":
             client.released.clear()
+            emit({"ev": "held", "c": client.index})
         elif kind == "release":
             client.released.set()
 
