@@ -141,8 +141,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         )
         for role in ("hosta", "hostb"):
             world.hosts.append(AppHost(role, machines[role], tmp_path / f"run-{role}", env))
-        # All at once (~20 s on this shared machine, ~40 s one after the other): the database
-        # is not needed until a client connects (up's readiness GET / redirects to the login).
+        # All at once (most of each is Python and Django starting, which overlaps): the
+        # database is not needed until a client connects (up's readiness GET / only redirects
+        # to the login page).
         with ThreadPoolExecutor(len(world.hosts) + 1) as pool:
             token = pool.submit(prepare_example, env)
             ups = [pool.submit(h.up, world.redis.url, WORKERS) for h in world.hosts]
@@ -214,7 +215,7 @@ def test_messages_cross_hosts_and_clients_move_to_the_other_host_with_history(
         settle(lambda: len(on_b.texts(0)) >= published + AWAY, 10, "messages while away")
         for i in range(CLIENTS):
             on_a.command(cmd="release", c=i)
-        settle(lambda: all(len(on_a.of(i, "open")) == 2 for i in range(CLIENTS)), 20, "moved")
+        settle(lambda: all(len(on_a.of(i, "open")) >= 2 for i in range(CLIENTS)), 20, "moved")
         moved = len(on_b.texts(0))
         settle(lambda: len(on_b.texts(0)) >= moved + 3, 10, "messages after the move")
         on_b.command(cmd="quiet", c=0)
