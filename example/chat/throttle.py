@@ -5,8 +5,9 @@ At most :data:`settings.LOGIN_FAILURES_PER_USER` failed logins per username and
 takes from the load balancer) in :data:`settings.LOGIN_FAILURE_WINDOW` seconds. Past either, a
 login POST answers **429** with ``Retry-After`` and the password is not even checked, so guessing
 costs a window per few attempts. Counts live in Django's cache: the example uses the stack's
-Redis when ``CHANNELS_SCALE_REDIS_URL`` is set (shared by every worker), else each process's
-memory. A successful login does not reset the count (an attacker's own account must not
+Redis when ``CHANNELS_SCALE_REDIS_URL`` is set (shared by every worker; the first shard of
+several), else each process's memory (also on a Redis Cluster or Sentinel, which Django's Redis
+cache cannot use). A successful login does not reset the count (an attacker's own account must not
 launder the address's budget).
 """
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from channels_scale.layer.config import split_hosts
 from channels_scale.settings import REDIS_URL_ENV, channel_layers_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,12 +89,15 @@ CHANNEL_LAYERS = channel_layers_from_env(
 )
 
 # Django's cache holds the failed-login counts (chat.throttle): the stack's Redis when there is
-# one, so every worker counts together; else this process's memory.
-if os.environ.get(REDIS_URL_ENV):
+# one, so every worker counts together; else this process's memory. Django's Redis cache speaks
+# to one server: with shards it uses the first; a Cluster or Sentinel URL (which its client
+# cannot parse) keeps the per-process memory cache, so logins are throttled per worker there.
+_CACHE_REDIS = split_hosts(os.environ.get(REDIS_URL_ENV, "")) or [""]
+if _CACHE_REDIS[0].startswith(("redis://", "rediss://", "unix://")):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ[REDIS_URL_ENV],
+            "LOCATION": _CACHE_REDIS[0],
             "KEY_PREFIX": "example",
         }
     }

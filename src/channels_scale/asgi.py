@@ -181,37 +181,21 @@ class WorkerMiddleware:
 
 
 async def ping_redis_hosts(config: dict[str, Any]) -> None:
-    """PING every Redis named in a ``CHANNEL_LAYERS`` entry's ``hosts`` (URLs, ``(host, port)``
-    pairs, or dicts with ``address`` or ``host``/``port``, as channels_redis accepts); raises
-    when one does not answer. Sentinel configurations are not pinged."""
-    import redis.asyncio as redis
+    """Reach every Redis named in a ``CHANNEL_LAYERS`` entry's ``hosts`` (URLs, ``(host, port)``
+    pairs, or dicts with ``address`` or ``host``/``port``, as channels_redis accepts) as the
+    layer does (:mod:`channels_scale.layer.reach`: every shard, every cluster seed with
+    ``cluster_state:ok``, the master Sentinel names); raises ``ConnectionError`` naming the
+    host that does not answer. Hosts our layer cannot read (channels_redis' Sentinel dicts) are
+    not pinged."""
+    from channels_scale.exceptions import ConfigError
+    from channels_scale.layer.config import decode_hosts
+    from channels_scale.layer.reach import reach_all
 
-    from channels_scale.layer.cluster import is_cluster_url, parse_cluster_url
-
-    hosts = (config.get("CONFIG") or {}).get("hosts") or ["redis://localhost:6379"]
-    if len(hosts) == 1 and isinstance(hosts[0], str) and is_cluster_url(hosts[0]):
-        seeds = parse_cluster_url(hosts[0])  # a Redis Cluster: every seed node must answer
-        hosts = [seeds.node_url(address) for address in seeds.addresses]
-    for host in hosts:
-        if isinstance(host, dict):
-            address = host.get("address")
-            if address is None and "host" in host:
-                address = (host["host"], host.get("port", 6379))
-            host = address
-        if isinstance(host, str):
-            client = redis.Redis.from_url(host)
-        elif isinstance(host, (list, tuple)) and len(host) == 2:
-            client = redis.Redis(host=str(host[0]), port=int(host[1]))
-        else:
-            continue
-        try:
-            await client.ping()
-        except (redis.RedisError, OSError) as exc:
-            raise ConnectionError(
-                f"Redis at {describe_hosts({'CONFIG': {'hosts': [host]}})} does not answer ({exc})"
-            ) from None
-        finally:
-            await client.aclose()
+    try:
+        hosts = decode_hosts((config.get("CONFIG") or {}).get("hosts"))
+    except ConfigError:
+        return
+    await reach_all(hosts, READY_TIMEOUT_S)
 
 
 def _control_token() -> str | None:

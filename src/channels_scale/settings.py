@@ -53,21 +53,29 @@ def channel_layers_from_env(
 def channel_layer_config(
     layer: str, url: str, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The ``CHANNEL_LAYERS["default"]`` entry for ``layer`` on the Redis at ``url``."""
+    """The ``CHANNEL_LAYERS["default"]`` entry for ``layer`` on the Redis at ``url``.
+
+    ``url`` is what ``up --redis`` takes: one URL, or several ``redis://`` URLs separated by
+    commas (shards), or one ``redis+cluster://``/``redis+sentinel://`` URL (whose own commas
+    separate its hosts): see :func:`channels_scale.layer.config.split_hosts`.
+    """
+    from channels_scale.layer.config import split_hosts
+
+    hosts = split_hosts(url)
     if layer == "channels_scale":
         return {
             "BACKEND": OUR_BACKEND,
-            "CONFIG": {"hosts": [url], **(options or {})},
+            "CONFIG": {"hosts": hosts, **(options or {})},
         }
     if layer == "channels_redis":
         return {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": url, **RECIPE_POOL_OPTIONS}]},
+            "CONFIG": {"hosts": [{"address": h, **RECIPE_POOL_OPTIONS} for h in hosts]},
         }
     if layer == "channels_redis_pubsub":
         return {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": url, **RECIPE_POOL_OPTIONS}]},
+            "CONFIG": {"hosts": [{"address": h, **RECIPE_POOL_OPTIONS} for h in hosts]},
         }
     raise ValueError(f"unknown channel layer {layer!r}: choose one of {', '.join(LAYERS)}")
 
@@ -95,9 +103,29 @@ def stack_channel_layers(project: dict[str, Any] | None) -> dict[str, Any]:
     return layers
 
 
+_USER_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@/]+@")
+_QUERY_PASSWORD = re.compile(r"([?&][a-z_]*password=)[^&]*")
+
+
 def redact(url: str) -> str:
-    """A Redis URL with its password replaced by ``***``."""
-    return re.sub(r"^(\w+://[^:/@]*:)[^@/]+@", r"\1***@", url)
+    """A Redis URL (or ``up --redis``'s comma-separated URLs) with every password replaced by
+    ``***``: the user's (``redis://user:PASSWORD@``, also ``+cluster``/``+sentinel``) and the
+    sentinels' (``?sentinel_password=``)."""
+    from channels_scale.layer.config import split_hosts
+
+    return ",".join(
+        _QUERY_PASSWORD.sub(r"\1***", _USER_PASSWORD.sub(r"\1***@", part))
+        for part in split_hosts(url)
+    )
+
+
+def on_hosts(url: str, described: str) -> bool:
+    """Whether :func:`describe_hosts`' answer ``described`` names every host of ``url`` (the
+    stack's ``--redis`` value)."""
+    from channels_scale.layer.config import split_hosts
+
+    shown = described.split(", ")
+    return all(redact(part) in shown for part in split_hosts(url))
 
 
 def describe_hosts(config: dict[str, Any]) -> str:

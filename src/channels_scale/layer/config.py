@@ -43,7 +43,8 @@ class HostConfig:
                 return cluster_seeds([self.url]).describe()  # type: ignore[union-attr]
             parsed = urlparse(self.url)
             netloc = parsed.hostname or parsed.path
-            return f"{parsed.scheme}://{netloc}:{parsed.port or ''}"
+            database = parsed.path if parsed.hostname else ""  # a unix path is the netloc
+            return f"{parsed.scheme}://{netloc}:{parsed.port or ''}{database}"
         return f"{self.kwargs.get('host', 'localhost')}:{self.kwargs.get('port', 6379)}"
 
 
@@ -61,6 +62,18 @@ def _check_url(url: str) -> str:
             "redis+cluster://, rediss+cluster:// or redis+sentinel://"
         )
     return url
+
+
+#: a comma that starts another URL (a cluster's or Sentinel's own host list has no scheme)
+_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+
+
+def split_hosts(text: str) -> list[str]:
+    """The ``hosts`` entries of one comma-separated string of URLs (``up --redis``, the stack's
+    ``CHANNELS_SCALE_REDIS_URL``): ``redis://a/0,redis://b/0`` is two shards, while the commas of
+    ``redis+cluster://a:1,b:2`` and ``redis+sentinel://a:1,b:2/name`` separate that URL's own
+    hosts. Check the result with :func:`decode_hosts`."""
+    return [part.strip() for part in _NEXT_URL.split(text.strip()) if part.strip()]
 
 
 def decode_hosts(hosts: Any) -> tuple[HostConfig, ...]:

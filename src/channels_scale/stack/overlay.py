@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from channels_scale.settings import describe_hosts, redact
+from channels_scale.settings import describe_hosts, on_hosts, redact
 from channels_scale.stack.options import RunLayout, StackOptions
 
 OVERLAY_MODULE = "channels_scale_stack_settings"
@@ -88,7 +88,7 @@ def apply(
             return options, "channel layer: none (the project's settings have no CHANNEL_LAYERS)"
         where = (
             "the stack's Redis"
-            if hosts and redact(redis_url) in hosts
+            if hosts and on_hosts(redis_url, hosts)
             else f"NOT the stack's Redis ({redact(redis_url)})"
         )
         return options, f"channel layer: the project's, kept: {theirs} ({where})"

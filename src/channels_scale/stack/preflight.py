@@ -15,10 +15,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from channels_scale.exceptions import ConfigError
 from channels_scale.net import timeout_factor
+from channels_scale.settings import redact
 from channels_scale.stack.configs import Binaries
 from channels_scale.stack.options import RunLayout, StackOptions
 from channels_scale.stack.probe import MARK
@@ -69,29 +70,47 @@ def find_binaries(options: StackOptions) -> Binaries:
     return Binaries(supervisord, redis_server, nginx, haproxy)
 
 
-def check_redis(url: str) -> None:
-    import redis
+def check_redis(value: str, layer: str = "channels_scale") -> None:
+    """Check ``up --redis VALUE``: every topology the layer accepts (one URL, shards separated by
+    commas, ``redis+cluster://``, ``redis+sentinel://``), parsed by the layer's own config code
+    and reached as the layer reaches it (:mod:`channels_scale.layer.reach`: every shard answers,
+    every cluster seed says ``cluster_state:ok``, Sentinel names a master that answers)."""
+    import asyncio
+
+    from channels_scale.layer.config import decode_hosts, split_hosts
+    from channels_scale.layer.reach import Unreachable, reach_all
+
+    parts = split_hosts(value)
+
+    def invalid(exc: Exception) -> ConfigError:
+        message = str(exc)
+        for part in parts:  # the layer's message may quote a URL with its password
+            message = message.replace(part, masked(part))
+        return ConfigError(f"--redis {masked(value)} is invalid: {message}")
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-        client.ping()
-        client.close()
-    except (redis.RedisError, ValueError, OSError) as exc:
+        hosts = decode_hosts(parts)
+    except ConfigError as exc:
+        raise invalid(exc) from None
+    if layer != "channels_scale" and any(h.url and "+" in h.url.partition("://")[0] for h in hosts):
         raise ConfigError(
-            f"Redis at {masked(url)} does not answer ({exc}): start it, fix --redis, "
-            "or leave --redis out to run a private one"
+            f"--layer {layer} takes only redis:// URLs (one, or shards): "
+            "redis+cluster:// and redis+sentinel:// need --layer channels_scale"
+        )
+    try:
+        asyncio.run(reach_all(hosts, 3 * timeout_factor()))
+    except Unreachable as exc:
+        raise ConfigError(
+            f"{exc}: start it, fix --redis, or leave --redis out to run a private one"
         ) from None
+    except (ConfigError, ValueError) as exc:  # e.g. a port that is not a number
+        raise invalid(exc) from None
 
 
 def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for output, logs and ``stack.json``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` (or ``--redis``'s comma-separated URLs) with every password replaced by ``***``
+    (for output, logs and ``stack.json``)."""
+    return redact(url)
 
 
 def private_redis_url(port: int, password: str) -> str:

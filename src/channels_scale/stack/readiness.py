@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels_scale.exceptions import ConfigError
 from channels_scale.net import timeout_factor
-from channels_scale.settings import redact
+from channels_scale.settings import on_hosts, redact
 from channels_scale.stack.configs import worker_environment
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def _check_workers(stack: Stack) -> str:
     if not options.keep_channel_layers and any(layers):
         stack_redis = redact(stack.redis_url)
         for worker, layer in enumerate(layers):
-            if layer and stack_redis not in str(layer.get("hosts")):
+            if layer and not on_hosts(stack.redis_url, str(layer.get("hosts"))):
                 raise ConfigError(
                     f"worker-{worker}'s channel layer is {layer['backend']} on {layer['hosts']}, "
                     f"not the stack's Redis {stack_redis}: the app sets DJANGO_SETTINGS_MODULE "

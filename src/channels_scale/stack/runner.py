@@ -166,7 +166,7 @@ class Stack:
                 )
             self.redis_url = private_redis_url(self._redis_port, self._redis_password)
         else:
-            check_redis(options.redis_url)
+            check_redis(options.redis_url, options.layer)
         self._probe_app()
         return binaries
 
