@@ -42,10 +42,25 @@ def test_two_worker_processes_share_one_budget(shared_redis: Any) -> None:
     results = [w.communicate(timeout=60 * timeout_factor())[0].split() for w in workers]
     allowed = [int(r[0]) for r in results]
     lease = int(results[0][1])
-    assert lease == 3  # a tenth of the limit: one EVAL per 3 messages
+    assert lease == 3  # a tenth of the limit: one EVALSHA per 3 messages
     # Each would allow 30 alone: together never more than the limit in the window; a worker's
     # unspent lease is at most lost to the other.
     assert 30 - 2 * lease <= sum(allowed) <= 30
+
+
+async def test_one_redis_call_per_lease_not_per_message(shared_redis: Any) -> None:
+    client = redis.asyncio.Redis.from_url(shared_redis.url)
+    limiter = UserRateLimiter(client, limit=100, window=60, prefix="t" + uuid.uuid4().hex[:12])
+    await limiter.allow("warm")  # loads the script (EVALSHA, NOSCRIPT, SCRIPT LOAD at most)
+    stats = await client.info("commandstats")
+    before = {k: v["calls"] for k, v in stats.items()}
+    assert all([await limiter.allow("alice") for _ in range(50)])
+    stats = await client.info("commandstats")
+    calls = {k: v["calls"] - before.get(k, 0) for k, v in stats.items()}
+    # lease 10: five EVALSHA for 50 messages (the INCRBY inside counted too), no EVAL
+    assert calls["cmdstat_evalsha"] == 5 and calls.get("cmdstat_eval", 0) == 0, calls
+    assert calls["cmdstat_incrby"] == 5, calls
+    await client.aclose()
 
 
 async def test_other_users_have_their_own_budget(shared_redis: Any) -> None:

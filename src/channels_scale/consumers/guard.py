@@ -44,7 +44,7 @@ from channels_scale.closecodes import CloseCode
 from channels_scale.consumers.limits import COUNTERS, ProtocolViolation, TokenBucket
 from channels_scale.consumers.outgoing import DEFAULT_MAX_OUTGOING_BYTES, OutgoingQueue, SlowClient
 from channels_scale.consumers.userconns import registry_for
-from channels_scale.consumers.userlimits import CONNECTIONS, limiter_for
+from channels_scale.consumers.userlimits import CONNECTIONS, UserRateLimiter, limiter_for
 from channels_scale.layer.cluster import is_cluster_url
 
 logger = logging.getLogger("channels_scale.consumers")
@@ -114,6 +114,7 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         rate = self.message_rate
         self._bucket = None if rate is None else TokenBucket(rate, self.message_burst)
         self._limited = self._bucket is not None or self.user_message_limit is not None
+        self._user_limiter: UserRateLimiter | None = None
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -209,7 +210,11 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         if limit is not None:
             user = self.limit_user()
             if user is not None:
-                limiter = limiter_for(limits_redis_url(), limit, self.user_message_window)
+                limiter = self._user_limiter
+                if limiter is None:  # looked up once per connection, not per frame
+                    url = limits_redis_url()
+                    limiter = limiter_for(url, limit, self.user_message_window)
+                    self._user_limiter = limiter
                 if not await limiter.allow(user):
                     raise Refused(int(CloseCode.RATE_LIMITED), "too many messages", "rate_user")
 

@@ -70,6 +70,8 @@ class UserRateLimiter:
         self.prefix = prefix
         self.timeout = timeout
         self.lease = max(1, min(10, limit // 10))
+        # EVALSHA (redis-py loads the script again after a NOSCRIPT), not the body every call
+        self._lease_script: Any = None if redis is None else redis.register_script(_LEASE)
         # user → (window number, messages leased and not spent, refused for this window)
         self._local: dict[str, tuple[int, int, bool]] = {}
         self._warned_window = -1
@@ -95,7 +97,7 @@ class UserRateLimiter:
         try:
             granted = int(
                 await asyncio.wait_for(
-                    self.redis.eval(_LEASE, 1, key, self.lease, ttl_ms, self.limit),
+                    self._lease_script(keys=[key], args=[self.lease, ttl_ms, self.limit]),
                     self.timeout,
                 )
             )

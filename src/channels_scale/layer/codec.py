@@ -83,6 +83,15 @@ def pack_frame(
     return _FRAME_HEADER + head[1:] + body
 
 
+def group_frame_prefix(origin: str) -> bytes:
+    """The bytes that follow the array header in every :data:`GROUP` frame ``origin`` packs
+    (with or without history): a receiver recognises its own group messages by them without
+    decoding the frame."""
+    kind: bytes = _packb(GROUP)
+    origin_packed: bytes = _packb(origin, use_bin_type=True)
+    return kind + origin_packed
+
+
 def unpack_frame(data: bytes) -> Frame:
     """Decode a frame.
 

@@ -36,6 +36,8 @@ OFFSET_KEY = "_offset"
 #: msgpack fixarray headers: the codec's 6-item frame, and the same frame with offset + epoch
 FRAME_HEADER = 0x96
 HISTORY_FRAME_HEADER = 0x98
+#: the array headers a group frame starts with, without and with history
+GROUP_HEADERS = (FRAME_HEADER, HISTORY_FRAME_HEADER)
 
 # The epoch, the offset counter and the stream live and die together: when the epoch or the
 # counter is missing (never written, expired, lost), a new epoch starts at offset 0.

@@ -78,6 +78,7 @@ class LoopLayer:
         self.origin = self.inbox_id
         self._generation = 0
         self._seq: dict[str, int] = {}
+        self._own_groups = codec.group_frame_prefix(self.origin)
         self.router = Router(
             self.inbox_id, capacity_of, config.overflow, config.group_expiry, self.counters
         )
@@ -99,6 +100,7 @@ class LoopLayer:
             self._seq.clear()
             self._generation += 1
             self.origin = f"{self.inbox_id}:{self._generation}"
+            self._own_groups = codec.group_frame_prefix(self.origin)
         self._seq[key] = seq
         return seq
 
@@ -124,6 +126,10 @@ class LoopLayer:
         changes.clear()
 
     def _on_frame(self, data: bytes) -> None:
+        if data.startswith(self._own_groups, 1) and data[0] in history.GROUP_HEADERS:
+            # our own group_send back from Redis: dropped as the router would, without decoding
+            self.counters.received += 1
+            return
         try:
             frame = codec.unpack_frame(data)
         except ValueError:

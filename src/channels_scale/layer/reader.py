@@ -8,6 +8,10 @@ retry and timeout behaviour changes between versions):
   three intervals the connection is deemed dead and closed;
 - on any error it reconnects with exponential backoff and full jitter, then subscribes again to
   every channel in :attr:`PubSubReader.channels` (the inbox and each group with local members);
+- it never ends on an error: one that is not an outage (a bad TLS file...) is logged once and
+  retried like one; a ``SUBSCRIBE`` Redis refuses (an ACL without the channel: ``-NOPERM``) is
+  logged once, counted (``pubsub_errors``) and sent again after a backoff, for that channel alone
+  (one channel per command, so an error reply names its channel);
 - the connection is the layer's own (:func:`.wire.open_connection`: TLS, auth, db, name);
   ``hiredis`` parses whatever arrived in the transport's ``data_received``, and each message is
   handed to a plain callback there, synchronously (no coroutine per message; several messages
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections import deque
 from collections.abc import Callable
 
 import hiredis
@@ -68,25 +73,34 @@ class _Protocol(asyncio.Protocol):
             reply = parser.gets()
             if reply is False:
                 return
-            if not isinstance(reply, list) or len(reply) < 2:
-                if isinstance(reply, ReplyError) and owner.on_redirect is not None:
+            if type(reply) is list and len(reply) >= 3:
+                kind = reply[0]
+                if kind == b"message" or kind == b"smessage":
+                    try:
+                        on_message(reply[1], reply[2])
+                    except Exception:
+                        logger.exception("error handling a pub/sub message")
+                    continue
+                if kind == b"subscribe" or kind == b"ssubscribe":
+                    owner._replied()
+                    owner._acknowledged(reply[1], True)
+                    continue
+                if kind == b"unsubscribe" or kind == b"sunsubscribe":
+                    owner._replied()
+                    owner._acknowledged(reply[1], False)
+                    continue
+                continue  # no other push is subscribed to
+            if isinstance(reply, ReplyError):
+                if owner.on_redirect is not None:
                     # sharded: MOVED for a slot this node does not serve (yet): which channel
                     # is not said, so start over; the broker moves channels by the new map
                     owner.on_redirect()
                     if owner._transport is not None:
                         owner._transport.abort()
                     return
-                continue  # PONG outside subscribed mode
-            kind = reply[0]
-            if kind == b"message" or kind == b"smessage":
-                try:
-                    on_message(reply[1], reply[2])
-                except Exception:
-                    logger.exception("error handling a pub/sub message")
-            elif kind == b"subscribe" or kind == b"ssubscribe":
-                owner._acknowledged(reply[1], True)
-            elif kind == b"unsubscribe" or kind == b"sunsubscribe":
-                owner._acknowledged(reply[1], False)
+                owner._refused(reply)
+                continue
+            owner._replied()  # PONG (a list in subscribed mode, a status reply outside it)
 
     def pause_writing(self) -> None:
         # the reader only writes (UN)SUBSCRIBE and PING: while the buffer drains, skip PINGs
@@ -127,6 +141,13 @@ class PubSubReader:
         #: SUBSCRIBE/UNSUBSCRIBE commands written per channel and not yet acknowledged
         self._inflight: dict[bytes, int] = {}
         self._pending: dict[bytes, asyncio.Future[None]] = {}
+        #: the channel of each command written and not yet answered, in order (b"" for PING):
+        #: Redis answers in that order, so an error reply names its channel
+        self._sent: deque[bytes] = deque()
+        #: channels Redis refused (ACL NOPERM...), subscribed again after a backoff
+        self._refused_channels: set[bytes] = set()
+        self._refusals = 0  # refusals in a row (the backoff's attempt); 0 after a confirmation
+        self._retry: asyncio.TimerHandle | None = None
         self._transport: asyncio.WriteTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._down = False
@@ -205,7 +226,53 @@ class PubSubReader:
         transport = self._transport
         if transport is not None and not transport.is_closing():
             self._inflight[channel] = self._inflight.get(channel, 0) + 1
+            self._sent.append(channel)
             transport.write(encode(command, channel))
+
+    def _replied(self) -> None:
+        """One reply to a command (not a pushed message) arrived."""
+        if self._sent:
+            self._sent.popleft()
+
+    def _refused(self, error: ReplyError) -> None:
+        """An error reply: Redis refused the oldest unanswered command (a SUBSCRIBE denied by
+        an ACL without the channel, ``-NOPERM``). Logged once until a subscription succeeds
+        again, counted (``pubsub_errors``), and that channel subscribed again after a backoff
+        (every other channel of the reader is unaffected: one channel per SUBSCRIBE)."""
+        self.counters.pubsub_errors += 1
+        if not self._refusals:
+            logger.warning(
+                "pub/sub on %s: Redis refused a subscription (retrying with backoff): %s",
+                self.shard.host.describe(),
+                error,
+            )
+        self._refusals += 1
+        channel = self._sent.popleft() if self._sent else b""
+        if not channel:  # not a SUBSCRIBE of ours (or out of step): start over
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        left = self._inflight.get(channel, 0) - 1
+        if left > 0:
+            self._inflight[channel] = left
+        else:
+            self._inflight.pop(channel, None)
+        self._refused_channels.add(channel)
+        if self._retry is None:
+            delay = full_jitter(
+                self._refusals - 1, self.config.backoff_base, self.config.backoff_cap
+            )
+            self._retry = asyncio.get_running_loop().call_later(delay, self._subscribe_refused)
+
+    def _backoff(self) -> float:
+        return full_jitter(self._refusals - 1, self.config.backoff_base, self.config.backoff_cap)
+
+    def _subscribe_refused(self) -> None:
+        self._retry = None
+        refused, self._refused_channels = self._refused_channels, set()
+        for channel in refused:
+            if channel in self.channels and not self._inflight.get(channel):
+                self._send(self._subscribe, channel)
 
     def _acknowledged(self, channel: bytes, subscribed: bool) -> None:
         """One SUBSCRIBE/UNSUBSCRIBE reply for ``channel``: confirmed only when it is the reply
@@ -221,6 +288,7 @@ class PubSubReader:
         self._inflight.pop(channel, None)
         if not subscribed or channel not in self.channels:
             return
+        self._refusals = 0
         self._confirmed.add(channel)
         future = self._pending.pop(channel, None)
         if future is not None and not future.done():
@@ -230,14 +298,32 @@ class PubSubReader:
         attempt = 0
         loop = asyncio.get_running_loop()
         while True:
+            if self._refusals:  # the last connection was dropped for a refusal: back off
+                await asyncio.sleep(
+                    full_jitter(
+                        self._refusals - 1, self.config.backoff_base, self.config.backoff_cap
+                    )
+                )
             protocol = _Protocol(self)
             try:
                 transport = await open_connection(
                     self.shard.host, protocol, 3 * self.config.health_check_interval
                 )
-            except REDIS_DOWN_ERRORS as exc:
+            except Exception as exc:
+                # An outage, or anything else (a bad TLS file, a sentinel's odd answer): the
+                # reader must never end (receive() would wait forever), so every error is
+                # logged once per outage and retried with backoff.
                 if not self._down:
-                    logger.warning("pub/sub on %s down: %s", self.shard.host.describe(), exc)
+                    if isinstance(exc, REDIS_DOWN_ERRORS):
+                        logger.warning("pub/sub on %s down: %s", self.shard.host.describe(), exc)
+                    else:
+                        logger.error(
+                            "pub/sub on %s: cannot connect (retrying with backoff): %r",
+                            self.shard.host.describe(),
+                            exc,
+                        )
+                if not isinstance(exc, REDIS_DOWN_ERRORS):
+                    self.counters.pubsub_errors += 1
                 self._down = True
                 await asyncio.sleep(
                     full_jitter(attempt, self.config.backoff_base, self.config.backoff_cap)
@@ -255,12 +341,13 @@ class PubSubReader:
             health = loop.create_task(self._health(transport))
             try:
                 if self.channels:
+                    # One channel per command, all in one write: a refused one (ACL) then
+                    # fails alone, and sharded pub/sub needs one slot per SSUBSCRIBE anyway.
                     for channel in self.channels:
                         self._inflight[channel] = 1
-                    if self.on_redirect is None:
-                        transport.write(encode(b"SUBSCRIBE", *self.channels))
-                    else:  # one slot per SSUBSCRIBE (CROSSSLOT otherwise), one write
-                        transport.write(b"".join(encode(b"SSUBSCRIBE", ch) for ch in self.channels))
+                        self._sent.append(channel)
+                    command = self._subscribe
+                    transport.write(b"".join(encode(command, ch) for ch in self.channels))
                 reason = await protocol.closed
                 logger.warning(
                     "pub/sub on %s lost: %s",
@@ -272,6 +359,11 @@ class PubSubReader:
                 self._transport = None
                 self._confirmed.clear()
                 self._inflight.clear()
+                self._sent.clear()
+                self._refused_channels.clear()  # all subscribed again on the next connection
+                if self._retry is not None:
+                    self._retry.cancel()
+                    self._retry = None
                 transport.abort()
 
     async def _health(self, transport: asyncio.WriteTransport) -> None:
@@ -287,11 +379,15 @@ class PubSubReader:
             if transport.is_closing():
                 return
             if not self.paused:
+                self._sent.append(b"")
                 transport.write(ping)
 
     async def aclose(self) -> None:
         """Stop the reader and close its connection."""
         task, self._task = self._task, None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

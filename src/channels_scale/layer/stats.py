@@ -40,6 +40,9 @@ class Counters:
     #: error replies from Redis to background work (e.g. a blocking pop refused with
     #: NOREPLICAS, READONLY or MISCONF); the work is retried with backoff
     error_replies: int = 0
+    #: errors of a pub/sub reader other than an outage: a SUBSCRIBE refused (an ACL without the
+    #: channel: ``-NOPERM``) or an unexpected error while connecting; retried with backoff
+    pubsub_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
