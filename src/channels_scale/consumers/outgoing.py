@@ -69,6 +69,12 @@ class OutgoingQueue:
         self._task: asyncio.Task[None] | None = None
         self.failed = False  # the server's send raised: the client is gone
 
+    @property
+    def pending(self) -> bool:
+        """Whether anything is queued (then a frame written around the queue would overtake
+        it) or the writer failed."""
+        return bool(self._queue) or self.failed
+
     async def send(self, message: Message) -> None:
         """Queue ``message``.
 

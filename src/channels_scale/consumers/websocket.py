@@ -17,6 +17,9 @@ handler lookup                      string replace + checks            per-class
 ``send``                            two coroutine layers               one
 group JSON broadcast                encoded once per member            once per broadcast
                                                                        (:mod:`.frames`)
+a frame event (``frame_types``)     a task wake-up, the handler,       framed once per worker,
+                                    framed per connection              written from the layer's
+                                                                       fan-out (:mod:`.direct`)
 =================================  =================================  ==========================
 
 Guarantees, the same as Channels' unless said:
@@ -63,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -73,6 +77,7 @@ from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers import dbhygiene
+from channels_scale.consumers.direct import DirectPath
 from channels_scale.consumers.frames import FRAME_TYPE
 from channels_scale.consumers.guard import Guard
 from channels_scale.consumers.outgoing import SlowClient
@@ -102,35 +107,48 @@ def _too_big(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
+class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     """Channels' ``AsyncWebsocketConsumer``, with the per-message path made cheap.
 
     A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
     guarantees and for what differs). Extra to Channels:
 
-    - ``client.frame`` events (:mod:`channels_scale.consumers.frames`) are sent as is;
+    - ``client.frame`` events (:mod:`channels_scale.consumers.frames`) are sent as is, and with
+      the types of :attr:`frame_types` may be written by the layer's fan-out directly
+      (:mod:`channels_scale.consumers.direct`);
     - ``layer.overflow`` notices call :meth:`slow_client` (close 1013 by default);
     - frames over ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` close with 1009.
     """
 
+    #: Message types whose handler does nothing but send the message's ``text`` (or ``bytes``)
+    #: as one frame: they skip the handler, sent from the layer task or written by the layer's
+    #: fan-out itself (:mod:`channels_scale.consumers.direct`). A class that overrides
+    #: ``dispatch`` has none; one that overrides ``client_frame`` and does not set this loses
+    #: ``client.frame``.
+    frame_types: ClassVar[frozenset[str]] = frozenset({FRAME_TYPE})
+
     _handler_names: ClassVar[dict[str, str]] = {}
-    #: ``client.frame`` goes straight to ``send`` (see :meth:`_read_layer`): True unless a
-    #: subclass overrides ``dispatch`` or ``client_frame``.
-    _direct_frames: ClassVar[bool] = True
+    _direct_types: ClassVar[frozenset[str]] = frame_types  # frame_types, as they apply
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._handler_names = {}
-        cls._direct_frames = (
-            cls.dispatch is AsyncWebsocketConsumer.dispatch
-            and cls.client_frame is AsyncWebsocketConsumer.client_frame
-        )
+        types = frozenset(cls.frame_types)
+        if cls.dispatch is not AsyncWebsocketConsumer.dispatch:
+            types = frozenset()
+        elif (
+            "frame_types" not in vars(cls)
+            and cls.client_frame is not AsyncWebsocketConsumer.client_frame
+        ):
+            types -= {FRAME_TYPE}
+        cls._direct_types = types
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._busy = False  # a handler is running
         self._turn: asyncio.Future[None] | None = None  # resolved when the handler ends
         self._failure: BaseException | None = None  # why the layer task ended the consumer
+        self._write_frame: Callable[[bytes], bool] | None = None  # set while the sink is
 
     # -- the ASGI application and its loop ----------------------------------------------------
 
@@ -175,6 +193,7 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
             raise RuntimeError("a consumer must run in an asyncio task")
         layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
         receive_frame = self._receive_frame
+        self._set_sink()
         try:
             while True:
                 message = await receive_frame(receive)
@@ -186,6 +205,7 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
             main.uncancel()  # the layer task cancelled us to stop: raise its reason instead
             raise failure from None
         finally:
+            self._unset_sink()  # first: nothing may be written past the end of the handlers
             if not layer_task.done():
                 layer_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -194,14 +214,14 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
     async def _read_layer(self, main: asyncio.Task[Any]) -> None:
         """Read the layer and handle each message in turn; on failure, stop ``main``.
 
-        A ``client.frame`` that arrives while no handler runs and no DB cleanup is due is sent
-        here directly: it is what :meth:`dispatch` would do (``client_frame`` makes no DB use),
-        without the handler lookup, two coroutine layers and the after-handler check. Classes
-        that override ``dispatch`` or ``client_frame`` always go through ``dispatch``.
+        A message of :attr:`frame_types` that arrives while no handler runs and no DB cleanup is
+        due is sent here directly: it is what :meth:`dispatch` would do (its handler makes no DB
+        use), without the handler lookup, two coroutine layers and the after-handler check.
+        Classes that override ``dispatch`` always go through it.
         """
         receive = self.channel_layer.receive
         channel = self.channel_name
-        direct = self._direct_frames
+        direct_types = self._direct_types
         send = self.base_send
         cleanup_due = dbhygiene.cleanup_due
         try:
@@ -216,12 +236,7 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
                     while self._busy:
                         await self._wait_turn()
                     raise
-                if (
-                    direct
-                    and not self._busy
-                    and message.get("type") == FRAME_TYPE
-                    and not cleanup_due()
-                ):
+                if not self._busy and message.get("type") in direct_types and not cleanup_due():
                     self._busy = True  # the send may suspend: no handler may start meanwhile
                     try:
                         text = message.get("text")
@@ -238,6 +253,7 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # StopConsumer or a handler's error: the consumer ends
+            self._unset_sink()
             self._failure = exc
             main.cancel()
 

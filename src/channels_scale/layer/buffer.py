@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from channels_scale.exceptions import ConfigError
@@ -20,6 +21,8 @@ from channels_scale.exceptions import ConfigError
 Message = dict[str, Any]
 #: ``(expires_at, message)``; one entry object is shared by all local members of a group message
 Entry = tuple[float, Message]
+#: Takes a message for its channel at once (True) or declines it (False: it is buffered)
+Sink = Callable[[Message], bool]
 
 
 class OverflowPolicy(enum.Enum):
@@ -51,6 +54,9 @@ class ChannelBuffer:
 
     ``waiters`` holds the futures of ``receive()`` calls blocked on this channel; the layer sets
     the first one when a message arrives. The buffer itself never awaits anything.
+
+    ``sink``, when set, is offered a message before it is stored, but only while the buffer holds
+    nothing to be taken first (no message, no pending overflow notice): see :meth:`offer_sink`.
     """
 
     __slots__ = (
@@ -61,6 +67,7 @@ class ChannelBuffer:
         "drop_oldest",
         "dropped",
         "expired",
+        "sink",
         "touched",
         "waiters",
     )
@@ -85,6 +92,7 @@ class ChannelBuffer:
         #: set by every offer/take; the layer's housekeeping clears it to find idle buffers
         self.touched = True
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.sink: Sink | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -106,6 +114,13 @@ class ChannelBuffer:
             items.popleft()
             items.append(entry)
         return False
+
+    def offer_sink(self, message: Message) -> bool:
+        """Give ``message`` to the sink if there is one and nothing is waiting ahead of it."""
+        sink = self.sink
+        if sink is None or self._items or self._unreported:
+            return False
+        return sink(message)
 
     def take(self, now: float, notice_type: str | None = None) -> Message | None:
         """The oldest unexpired message, or None when there is none.

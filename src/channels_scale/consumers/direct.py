@@ -1,0 +1,146 @@
+"""The direct path: a broadcast framed once and written to each connection without a task switch.
+
+Why. On the normal path a group message delivered to N connections of a worker is put into N
+channel buffers; each wakes its consumer's layer task, which sends the message through the
+connection's outgoing queue (waking its writer task), and uvicorn encodes one websocket frame
+per connection. The task switches and the per-connection framing are most of a worker's CPU per
+delivery. On the direct path the layer hands the message to the connection's *sink* while it
+fans out (``RedisChannelLayer.set_sink``); the sink writes the frame bytes, serialized once for
+all connections (:func:`preframed`), straight to the transport (the ASGI scope extension
+:data:`PREFRAMED`, offered by our uvicorn protocol class, ``channels_scale.wsprotocol``).
+No task wakes.
+
+Which messages. Those whose ``type`` is in the consumer class's ``frame_types`` (default:
+``client.frame``, see :mod:`.frames`): the class declares that its handler for them does nothing
+but send ``text`` (or ``bytes``) as one frame. A class that overrides ``dispatch`` never takes
+the direct path; one that overrides ``client_frame`` without setting ``frame_types`` loses
+``client.frame`` from it.
+
+When the sink declines (the message then takes the normal path, behind what is pending), so that
+order, backpressure and close handling stay those of the normal path:
+
+- a handler is running or the layer task holds a message (``_busy``), or the layer buffer holds
+  a message or an overflow notice (checked by the layer before calling the sink);
+- the outgoing queue holds anything (an ``accept``, a frame, a close) or its writer failed;
+- the transport is paused (the client reads slowly: the bounded queue and its 1013 apply), the
+  handshake is not complete, or a close was sent or received (``write_preframed``);
+- Django's DB hygiene is due (``dispatch`` would hop to the DB thread first);
+- the message has no ``str`` ``text`` (or ``bytes``), or its text is not encodable.
+
+Without the extension (another ASGI server, or permessage-deflate negotiated: each connection's
+compressor has its own state, so shared bytes cannot be used) or with a layer without
+``set_sink`` (Channels' layers), no sink is set and everything takes the normal path.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from channels_scale.consumers import dbhygiene
+from channels_scale.consumers.outgoing import OutgoingQueue
+
+__all__ = ["PREFRAMED", "DirectPath", "preframed", "serialize_frame", "sink_writer"]
+
+logger = logging.getLogger("channels_scale.consumers")
+
+#: The ASGI scope extension a server offers for the direct path: its value is
+#: ``{"write": callable(frame: bytes) -> bool}``, writing one serialized server frame now or
+#: answering False (nothing written). :class:`channels_scale.wsprotocol.BoundedWebSocketProtocol`
+#: offers it.
+PREFRAMED = "channels_scale.preframed"
+
+Message = dict[str, Any]
+
+_TEXT = 0x81  # FIN + opcode 1
+_BINARY = 0x82  # FIN + opcode 2
+
+# The last message framed and its bytes, as one tuple (one atomic read and write, should two
+# event loops of a process share this module). A fan-out hands every member the same dict, so
+# the first member frames it and the others find it here; holding the dict keeps its id unique.
+_last: tuple[Message, bytes] | None = None
+
+
+def serialize_frame(first_byte: int, payload: bytes) -> bytes:
+    """A server frame (RFC 6455 5.2: unmasked, one fragment, no extension) of ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return bytes((first_byte, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", first_byte, 126, length) + payload
+    return struct.pack("!BBQ", first_byte, 127, length) + payload
+
+
+def preframed(message: Message) -> bytes | None:
+    """The serialized server frame of ``message``'s ``text`` or ``bytes``; None when it has
+    neither of the right type, or its text cannot be encoded (a lone surrogate)."""
+    global _last
+    last = _last
+    if last is not None and last[0] is message:
+        return last[1]
+    text = message.get("text")
+    if type(text) is str:
+        try:
+            frame = serialize_frame(_TEXT, text.encode())
+        except UnicodeEncodeError:  # the normal path fails this connection as uvicorn does
+            return None
+    else:
+        data = message.get("bytes")
+        if text is not None or type(data) is not bytes:
+            return None
+        frame = serialize_frame(_BINARY, data)
+    _last = (message, frame)
+    return frame
+
+
+def sink_writer(scope: dict[str, Any]) -> Callable[[bytes], bool] | None:
+    """The connection's pre-framed ``write`` from the ASGI scope, or None when not offered."""
+    extensions = scope.get("extensions") or {}
+    extension = extensions.get(PREFRAMED)
+    if not isinstance(extension, dict):
+        return None
+    write = extension.get("write")
+    return write if callable(write) else None
+
+
+class DirectPath:
+    """The consumer's side of the direct path (a mixin of ``AsyncWebsocketConsumer``)."""
+
+    # set by the consumer (see channels_scale.consumers.websocket and .guard)
+    _busy: bool
+    _outgoing: OutgoingQueue | None
+    _direct_types: ClassVar[frozenset[str]]
+    _write_frame: Callable[[bytes], bool] | None
+    scope: dict[str, Any]
+    channel_layer: Any
+    channel_name: str
+
+    def _set_sink(self) -> None:
+        write = sink_writer(self.scope) if self._direct_types else None
+        set_sink = getattr(self.channel_layer, "set_sink", None)
+        if write is not None and set_sink is not None and set_sink(self.channel_name, self._sink):
+            self._write_frame = write
+
+    def _unset_sink(self) -> None:
+        if self._write_frame is not None:
+            self._write_frame = None
+            self.channel_layer.set_sink(self.channel_name, None)
+
+    def _sink(self, message: Message) -> bool:
+        """Write ``message`` to the client now, or decline it (see :mod:`.direct`)."""
+        write = self._write_frame
+        if write is None or self._busy or message.get("type") not in self._direct_types:
+            return False
+        outgoing = self._outgoing
+        if (outgoing is not None and outgoing.pending) or dbhygiene.cleanup_due():
+            return False
+        frame = preframed(message)
+        if frame is None:
+            return False
+        try:
+            return write(frame)
+        except Exception:  # the layer's fan-out must go on; the normal path will see the error
+            logger.debug("direct write failed", exc_info=True)
+            return False
