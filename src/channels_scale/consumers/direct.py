@@ -37,10 +37,12 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from channels_scale.consumers import dbhygiene
-from channels_scale.consumers.outgoing import OutgoingQueue
+
+if TYPE_CHECKING:
+    from channels_scale.consumers.outgoing import OutgoingQueue
 
 __all__ = ["PREFRAMED", "DirectPath", "preframed", "serialize_frame", "sink_writer"]
 

@@ -70,7 +70,7 @@ class Router:
         """Wake the first ``receive()`` still waiting on ``buffer``."""
         waiters = buffer.waiters
         while waiters:
-            future = waiters.popleft()
+            future = waiters.pop(0)  # a list: rarely more than one waiter
             if not future.done():
                 future.set_result(None)
                 return
