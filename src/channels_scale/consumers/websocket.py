@@ -17,9 +17,8 @@ handler lookup                      string replace + checks            per-class
 ``send``                            two coroutine layers               one
 group JSON broadcast                encoded once per member            once per broadcast
                                                                        (:mod:`.frames`)
-a frame event (``frame_types``)     a task wake-up, the handler,       framed once per worker,
-                                    framed per connection              written from the layer's
-                                                                       fan-out (:mod:`.direct`)
+a frame event (``frame_types``)     task wake-up, handler, framing     framed once, written by
+                                                                       the fan-out (:mod:`.direct`)
 =================================  =================================  ==========================
 
 Guarantees, the same as Channels' unless said:
@@ -192,11 +191,14 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
         if main is None:  # pragma: no cover - __call__ always runs in a task
             raise RuntimeError("a consumer must run in an asyncio task")
         layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
-        receive_frame = self._receive_frame
+        # No idle timeout: await the server's receive itself (one coroutine frame fewer per idle
+        # connection, one call fewer per frame).
+        timed = self.idle_timeout is not None
+        next_frame = functools.partial(self._receive_frame, receive) if timed else receive
         self._set_sink()
         try:
             while True:
-                message = await receive_frame(receive)
+                message = await next_frame()
                 await self._handle_in_turn(message)
         except asyncio.CancelledError:
             failure = self._failure
@@ -214,10 +216,8 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
     async def _read_layer(self, main: asyncio.Task[Any]) -> None:
         """Read the layer and handle each message in turn; on failure, stop ``main``.
 
-        A message of :attr:`frame_types` that arrives while no handler runs and no DB cleanup is
-        due is sent here directly: it is what :meth:`dispatch` would do (its handler makes no DB
-        use), without the handler lookup, two coroutine layers and the after-handler check.
-        Classes that override ``dispatch`` always go through it.
+        A message of :attr:`frame_types` arriving while no handler runs and no DB cleanup is due
+        is sent here: what :meth:`dispatch` would do, without the lookup and two coroutine layers.
         """
         receive = self.channel_layer.receive
         channel = self.channel_name
