@@ -98,13 +98,17 @@ class Server:
 
 
 @pytest.fixture
-async def layers(settings: Any, shared_redis: Any) -> AsyncIterator[tuple[Any, RedisChannelLayer]]:
-    """(the served consumers' layer, a publisher's layer) on one prefix of the shared Redis."""
+async def layers(
+    request: Any, settings: Any, shared_redis: Any
+) -> AsyncIterator[tuple[Any, RedisChannelLayer]]:
+    """(the served consumers' layer, a publisher's layer) on one prefix of the shared Redis;
+    channel capacity 1000, or the test's indirect parameter."""
     prefix = f"direct{uuid.uuid4().hex[:8]}"
+    capacity = getattr(request, "param", 1000)
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_scale.layer.RedisChannelLayer",
-            "CONFIG": {"hosts": [shared_redis.url], "prefix": prefix, "capacity": 1000},
+            "CONFIG": {"hosts": [shared_redis.url], "prefix": prefix, "capacity": capacity},
         }
     }
     settings.WEBSOCKET_MAX_OUTGOING_BYTES = 256 * 1024
@@ -219,6 +223,27 @@ async def test_a_busy_consumer_gets_the_broadcast_after_what_it_holds(layers: An
         await broadcast(publisher, ["d"])
         assert await received(ws, 1) == ["d"]
         assert served.stats()["delivered_direct"] == before + 1
+        await ws.close()
+
+
+@pytest.mark.parametrize("layers", [4], indirect=True)
+async def test_after_an_overflow_without_notices_delivery_goes_on(layers: Any) -> None:
+    """A full buffer drops (drop-oldest, no overflow notice configured): later messages still
+    reach the consumer, whose layer task runs only while messages wait."""
+    served, publisher = layers
+    Fast.gate = asyncio.Event()
+    async with Server(Fast.as_asgi(), deflate=False) as server:
+        ws = await connect(server.url, compression=None)
+        await joined(publisher, [ws])
+        await publisher.group_send(ROOM, {"type": "hold"})
+        await broadcast(publisher, [f"m{i}" for i in range(10)])  # 6 of them are dropped
+        async with asyncio.timeout(wait(5)):
+            while served.channel_info(Fast.channel)["dropped"] < 6:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        Fast.gate.set()
+        assert await received(ws, 5) == ["held", "m6", "m7", "m8", "m9"]
+        await broadcast(publisher, ["after"])
+        assert await received(ws, 1) == ["after"]
         await ws.close()
 
 

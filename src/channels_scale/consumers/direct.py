@@ -34,6 +34,7 @@ compressor has its own state, so shared bytes cannot be used) or with a layer wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable
@@ -108,41 +109,74 @@ def sink_writer(scope: dict[str, Any]) -> Callable[[bytes], bool] | None:
 
 
 class DirectPath:
-    """The consumer's side of the direct path (a mixin of ``AsyncWebsocketConsumer``)."""
+    """The consumer's side of the direct path (a mixin of ``AsyncWebsocketConsumer``).
+
+    With a layer that has ``set_sink`` and ``receive_nowait`` (ours), the consumer's sink sees
+    every message that reaches its empty buffer: it writes it (the direct path) or, declining,
+    starts the layer task, which handles what is buffered and ends. So an idle consumer holds
+    no layer task, no coroutine frames of a pending ``receive()`` and no future.
+    """
 
     # set by the consumer (see channels_scale.consumers.websocket and .guard)
     _busy: bool
     _outgoing: OutgoingQueue | None
     _direct_types: ClassVar[frozenset[str]]
-    _write_frame: Callable[[bytes], bool] | None
     scope: dict[str, Any]
     channel_layer: Any
     channel_name: str
+    # set here; class defaults keep them out of the instance until used
+    _write_frame: Callable[[bytes], bool] | None = None
+    _main: asyncio.Task[Any] | None = None  # the consumer's task, while the sink is set
+    _layer_task: asyncio.Task[None] | None = None  # the lazy layer task, while it runs
 
-    def _set_sink(self) -> None:
-        write = sink_writer(self.scope) if self._direct_types else None
-        set_sink = getattr(self.channel_layer, "set_sink", None)
-        if write is not None and set_sink is not None and set_sink(self.channel_name, self._sink):
-            self._write_frame = write
+    if TYPE_CHECKING:
+
+        async def _read_layer(
+            self, main: asyncio.Task[Any], take: Callable[[str], Message | None] | None = None
+        ) -> None: ...
+
+    def _set_sink(self, main: asyncio.Task[Any]) -> bool:
+        """Set the sink; True when the layer is then read lazily (no long-lived layer task)."""
+        layer = self.channel_layer
+        set_sink = getattr(layer, "set_sink", None)
+        if set_sink is None or not hasattr(layer, "receive_nowait"):
+            return False
+        if not set_sink(self.channel_name, self._sink):
+            return False
+        self._write_frame = sink_writer(self.scope) if self._direct_types else None
+        self._main = main
+        return True
 
     def _unset_sink(self) -> None:
-        if self._write_frame is not None:
+        if self._main is not None:
+            self._main = None
             self._write_frame = None
             self.channel_layer.set_sink(self.channel_name, None)
 
     def _sink(self, message: Message) -> bool:
-        """Write ``message`` to the client now, or decline it (see :mod:`.direct`)."""
+        """Write ``message`` to the client now, or decline it and see that it gets handled."""
         write = self._write_frame
-        if write is None or self._busy or message.get("type") not in self._direct_types:
-            return False
-        outgoing = self._outgoing
-        if (outgoing is not None and outgoing.pending) or dbhygiene.cleanup_due():
-            return False
-        frame = preframed(message)
-        if frame is None:
-            return False
+        if (
+            write is not None
+            and not self._busy
+            and message.get("type") in self._direct_types
+            and not (self._outgoing is not None and self._outgoing.pending)
+            and not dbhygiene.cleanup_due()
+        ):
+            frame = preframed(message)
+            try:
+                if frame is not None and write(frame):
+                    return True
+            except Exception:  # the layer's fan-out must go on; the normal path sees the error
+                logger.debug("direct write failed", exc_info=True)
+        main = self._main
+        if self._layer_task is None and main is not None:
+            # The message is buffered when this returns; the task runs after that.
+            self._layer_task = asyncio.get_running_loop().create_task(self._drain(main))
+        return False
+
+    async def _drain(self, main: asyncio.Task[Any]) -> None:
         try:
-            return write(frame)
-        except Exception:  # the layer's fan-out must go on; the normal path will see the error
-            logger.debug("direct write failed", exc_info=True)
-            return False
+            await self._read_layer(main, self.channel_layer.receive_nowait)
+        finally:
+            self._layer_task = None

@@ -112,18 +112,15 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
     A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
     guarantees and for what differs). Extra to Channels:
 
-    - ``client.frame`` events (:mod:`channels_scale.consumers.frames`) are sent as is, and with
-      the types of :attr:`frame_types` may be written by the layer's fan-out directly
-      (:mod:`channels_scale.consumers.direct`);
+    - ``client.frame`` events (:mod:`.frames`) and the types of :attr:`frame_types` are sent as
+      is, written by the layer's fan-out when they can be (:mod:`.direct`);
     - ``layer.overflow`` notices call :meth:`slow_client` (close 1013 by default);
     - frames over ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` close with 1009.
     """
 
-    #: Message types whose handler does nothing but send the message's ``text`` (or ``bytes``)
-    #: as one frame: they skip the handler, sent from the layer task or written by the layer's
-    #: fan-out itself (:mod:`channels_scale.consumers.direct`). A class that overrides
-    #: ``dispatch`` has none; one that overrides ``client_frame`` and does not set this loses
-    #: ``client.frame``.
+    #: Types whose handler only sends ``text``/``bytes`` as one frame: the handler is skipped
+    #: (:mod:`channels_scale.consumers.direct`). None if ``dispatch`` is overridden; without
+    #: ``client.frame`` if ``client_frame`` is and this is not set.
     frame_types: ClassVar[frozenset[str]] = frozenset({FRAME_TYPE})
 
     _handler_names: ClassVar[dict[str, str]] = {}
@@ -147,7 +144,6 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
         self._busy = False  # a handler is running
         self._turn: asyncio.Future[None] | None = None  # resolved when the handler ends
         self._failure: BaseException | None = None  # why the layer task ended the consumer
-        self._write_frame: Callable[[bytes], bool] | None = None  # set while the sink is
 
     # -- the ASGI application and its loop ----------------------------------------------------
 
@@ -184,18 +180,17 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
         return functools.partial(self.channel_layer.receive, self.channel_name)
 
     async def _run(self, receive: Receive) -> None:
-        # The websocket is read here, in the consumer's own task, and the layer in one helper
-        # task for the consumer's lifetime: no task or future is created per message (Channels'
+        # The websocket is read in this task, the layer in one helper task: for the consumer's
+        # life, or with a sink only while messages wait (.direct). None per message (Channels'
         # await_many_dispatch creates a task per message and a waiter per round).
         main = asyncio.current_task()
         if main is None:  # pragma: no cover - __call__ always runs in a task
             raise RuntimeError("a consumer must run in an asyncio task")
-        layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
-        # No idle timeout: await the server's receive itself (one coroutine frame fewer per idle
-        # connection, one call fewer per frame).
+        loop = asyncio.get_running_loop()
+        layer_task = None if self._set_sink(main) else loop.create_task(self._read_layer(main))
+        # No idle timeout: await the server's receive itself (a coroutine frame fewer per idle)
         timed = self.idle_timeout is not None
         next_frame = functools.partial(self._receive_frame, receive) if timed else receive
-        self._set_sink()
         try:
             while True:
                 message = await next_frame()
@@ -208,16 +203,17 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
             raise failure from None
         finally:
             self._unset_sink()  # first: nothing may be written past the end of the handlers
-            if not layer_task.done():
+            if (layer_task := layer_task or self._layer_task) and not layer_task.done():
                 layer_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await layer_task
 
-    async def _read_layer(self, main: asyncio.Task[Any]) -> None:
-        """Read the layer and handle each message in turn; on failure, stop ``main``.
-
-        A message of :attr:`frame_types` arriving while no handler runs and no DB cleanup is due
-        is sent here: what :meth:`dispatch` would do, without the lookup and two coroutine layers.
+    async def _read_layer(
+        self, main: asyncio.Task[Any], take: Callable[[str], Message | None] | None = None
+    ) -> None:
+        """Read the layer and handle each message in turn (with ``take``, what is buffered);
+        on failure, stop ``main``. A :attr:`frame_types` message arriving while no handler runs
+        and no DB cleanup is due is sent here, as :meth:`dispatch` would, with less on the way.
         """
         receive = self.channel_layer.receive
         channel = self.channel_name
@@ -226,16 +222,20 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
         cleanup_due = dbhygiene.cleanup_due
         try:
             while True:
-                try:
-                    message = await receive(channel)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:
-                    # Let a running websocket handler finish first, as Channels does (it sees a
-                    # failed receive only between handlers).
-                    while self._busy:
-                        await self._wait_turn()
-                    raise
+                if take is not None:
+                    if (message := take(channel)) is None:
+                        return
+                else:
+                    try:
+                        message = await receive(channel)
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException:
+                        # Let a running websocket handler finish first, as Channels does (it
+                        # sees a failed receive only between handlers).
+                        while self._busy:
+                            await self._wait_turn()
+                        raise
                 if not self._busy and message.get("type") in direct_types and not cleanup_due():
                     self._busy = True  # the send may suspend: no handler may start meanwhile
                     try:

@@ -134,9 +134,11 @@ class ChannelBuffer:
         ``{"type": notice_type, "dropped": <since last notice>, "total_dropped": <all>}``.
         """
         self.touched = True
-        if notice_type is not None and self._unreported:
+        if self._unreported:
             count, self._unreported = self._unreported, 0
-            return {"type": notice_type, "dropped": count, "total_dropped": self.dropped}
+            if notice_type is not None:
+                return {"type": notice_type, "dropped": count, "total_dropped": self.dropped}
+            # no notices: nothing to report, and a sink must not wait behind one (offer_sink)
         items = self._items
         while items:
             expires_at, message = items.popleft()

@@ -184,6 +184,18 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """True when ``channel`` is a process-specific channel of the running event loop."""
         return self._layer().owns(channel)
 
+    def receive_nowait(self, channel: str) -> Message | None:
+        """The next message of ``channel`` if one is buffered here, else None (never waits).
+
+        Only for a channel of this event loop made by :meth:`new_channel`; like ``receive()``,
+        it returns an overflow notice first when one is due.
+        """
+        layer = self._layers.get(asyncio.get_running_loop())
+        buffer = None if layer is None else layer.local_buffer(channel)
+        if buffer is None:
+            return None
+        return buffer.take(time.time(), self.config.overflow_notice_type)
+
     def set_sink(self, channel: str, sink: Sink | None) -> bool:
         """Let ``sink`` take messages for ``channel`` at once, instead of ``receive()``.
 
