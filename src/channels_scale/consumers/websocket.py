@@ -8,8 +8,8 @@ of the same names and keep their API: ``connect``/``receive``/``disconnect``, ``
 =================================  =================================  ==========================
 per message                         Channels 4.3                       here
 =================================  =================================  ==========================
-waiting for the next message        a new task per message per         one long-lived task per
-                                    source + ``asyncio.wait``          source, no new objects
+waiting for the next message        a new task per message per         one task per source (the
+                                    source + ``asyncio.wait``          layer's only while needed)
 DB hygiene                          a hop to the DB thread, always     a hop only when a
                                                                        connection needs it
                                                                        (:mod:`.dbhygiene`)
