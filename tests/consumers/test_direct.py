@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from channels.layers import get_channel_layer
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from channels_scale import consumers
 from channels_scale.layer import RedisChannelLayer
@@ -47,6 +48,13 @@ class Fast(consumers.AsyncWebsocketConsumer):
         assert self.gate is not None
         await self.gate.wait()
         await self.send(text_data="held")
+
+
+class Closing(Fast):
+    """Closes with 4000 on a ``bye`` message."""
+
+    async def bye(self, event: dict[str, Any]) -> None:
+        await self.close(4000)
 
 
 class Dispatching(Fast):
@@ -224,6 +232,20 @@ async def test_a_busy_consumer_gets_the_broadcast_after_what_it_holds(layers: An
         assert await received(ws, 1) == ["d"]
         assert served.stats()["delivered_direct"] == before + 1
         await ws.close()
+
+
+async def test_nothing_is_written_after_a_close(layers: Any) -> None:
+    served, publisher = layers
+    async with Server(Closing.as_asgi(), deflate=False) as server:
+        ws = await connect(server.url, compression=None)
+        await joined(publisher, [ws])
+        before = served.stats()["delivered_direct"]
+        await publisher.group_send(ROOM, {"type": "bye"})
+        await broadcast(publisher, ["late"] * 20)
+        with pytest.raises(ConnectionClosed) as closed:
+            await received(ws, 1)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        assert served.stats()["delivered_direct"] == before
 
 
 @pytest.mark.parametrize("layers", [4], indirect=True)
