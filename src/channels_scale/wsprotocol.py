@@ -21,6 +21,14 @@ but uvicorn logs each one with a traceback (``logger.exception``), so a client c
 worker's log at will; here it is checked first, closed the same way, and counted (reason
 ``"invalid UTF-8"``), with nothing logged.
 
+And one addition for the consumers' direct path (:mod:`channels_scale.consumers.direct`): the
+ASGI scope of an accepted connection carries the extension :data:`PREFRAMED` whose ``"write"``
+takes a websocket frame already serialized (the same bytes for every connection of a broadcast)
+and writes it to the transport at once, when nothing can be ahead of it (see
+:meth:`BoundedWebSocketProtocol.write_preframed`). A connection that negotiated
+permessage-deflate does not get the extension: its frames must go through its own compressor, so
+its consumer keeps the normal path.
+
 Each close is the websockets way of *failing* the connection (RFC 6455 7.1.7): the close frame
 is written, the TCP connection closed, and the rest of what the client sent is discarded unparsed.
 Both are counted per process in :data:`channels_scale.asgi.refusals`, which ``/healthz`` reports.
@@ -39,9 +47,12 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.http11 import Request
+from websockets.protocol import State
 
 from channels_scale.asgi import refusals
 from channels_scale.closecodes import CloseCode
+from channels_scale.consumers.direct import PREFRAMED
 
 TOO_MANY_FRAGMENTS = "too many fragments"
 TOO_MANY_CONTROL_FRAMES = "too many control frames"
@@ -65,6 +76,34 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.fragments = 0
         self.control_tokens = self.control_burst
         self.control_refilled_at = self.loop.time()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The application task is created but has not run yet: the scope can still grow. No
+        # extension with a compressor (the shared bytes would be uncompressed frames).
+        if self.response.status_code == 101 and not self.conn.extensions:
+            self.scope["extensions"][PREFRAMED] = {"write": self.write_preframed}
+
+    def write_preframed(self, frame: bytes) -> bool:
+        """Write one serialized server frame now; False (nothing written) when it may not be.
+
+        It may when the handshake is complete, the connection open (no close sent or received),
+        and the transport not paused: uvicorn writes everything its ``send`` produces at once, so
+        nothing of this connection is waiting in the protocol. What the application still holds
+        (its own queue) is the caller's to check. A paused transport answers False so that the
+        caller's bounded queue, not the transport's buffer, absorbs a slow client.
+        """
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.conn.state is not State.OPEN
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        self.transport.write(frame)
+        return True
 
     def data_received(self, data: bytes) -> None:
         # websockets parses all of ``data`` before uvicorn sees the first frame: one read of

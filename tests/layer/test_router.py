@@ -91,3 +91,49 @@ def test_overflow_drop_oldest_is_counted() -> None:
     router.deliver("c", (1e12, {"n": 2}))
     assert router.counters.dropped_overflow == 1
     assert router.buffers["c"].take(0.0) == {"n": 2}
+
+
+def test_a_sink_takes_a_message_only_when_nothing_is_buffered_before_it() -> None:
+    router = make(capacity=2)
+    router.join("g", "c1", 0.0)
+    router.join("g", "c2", 0.0)
+    taken: list[object] = []
+    accept = [True]
+
+    def sink(message: dict[str, object]) -> bool:
+        if accept[0]:
+            taken.append(message)
+        return accept[0]
+
+    router.buffer("c1").sink = sink
+    router.fanout("g", (1e12, {"n": 1}), 1.0)  # taken by c1's sink; c2 buffers it
+    assert taken == [{"n": 1}] and len(router.buffers["c1"]) == 0
+    assert router.buffers["c2"].take(2.0) == {"n": 1}
+    accept[0] = False
+    router.fanout("g", (1e12, {"n": 2}), 1.0)  # declined: buffered
+    accept[0] = True
+    router.fanout("g", (1e12, {"n": 3}), 1.0)  # behind n=2: buffered too, in order
+    router.deliver("c1", (1e12, {"n": 4}))  # the same for a single-channel send
+    assert taken == [{"n": 1}]
+    # capacity 2: n=2 was dropped (drop-oldest); with a notice type the notice comes first and a
+    # sink waits behind it
+    router.fanout("g", (1e12, {"n": 5}), 1.0)
+    assert taken == [{"n": 1}]
+    notice = router.buffers["c1"].take(2.0, "layer.overflow")
+    assert notice is not None and notice["type"] == "layer.overflow"
+    assert [router.buffers["c1"].take(2.0) for _ in range(3)] == [{"n": 4}, {"n": 5}, None]
+    router.fanout("g", (1e12, {"n": 6}), 1.0)
+    assert taken == [{"n": 1}, {"n": 6}]
+    # without notices (take without a type), a drop leaves nothing for a sink to wait behind
+    accept[0] = False
+    for n in (7, 8, 9):
+        router.fanout("g", (1e12, {"n": n}), 1.0)  # n=7 dropped
+    assert [router.buffers["c1"].take(2.0) for _ in range(3)] == [{"n": 8}, {"n": 9}, None]
+    accept[0] = True
+    router.fanout("g", (1e12, {"n": 10}), 1.0)
+    assert taken == [{"n": 1}, {"n": 6}, {"n": 10}]
+    assert router.counters.delivered_direct == 3
+    # a buffer with a sink is not swept while idle (its consumer still wants it)
+    router.sweep(3.0)
+    router.sweep(4.0)
+    assert "c1" in router.buffers

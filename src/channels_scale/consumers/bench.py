@@ -11,6 +11,10 @@ deliveries (all threads: Channels' DB-hygiene hop runs in asgiref's thread).
   member and creates a task per member per ``group_send``: its own cost is in the figures);
 - ``--layer direct``: a minimal in-process layer (one queue per channel, the same dict put in
   every member's queue), so the figures are the consumer path alone.
+- ``--layer ours``: ``channels_scale.layer.RedisChannelLayer`` with its in-memory broker, and a
+  scope that offers the pre-framed write (:mod:`channels_scale.consumers.direct`), so ours
+  takes the direct path: members are written to from the layer's fan-out, no task wakes
+  (``--no-direct``: the same without the extension, i.e. the normal path, for an A/B).
 - ``--payload text``: the handler sends ``event["text"]`` (both families, same handler);
   ``--payload json``: Channels' members ``send_json(event["obj"])`` (one encode per member);
   ours ``group_send_json`` once and members send the pre-encoded ``client.frame``.
@@ -44,8 +48,12 @@ def configure_django(layer: str, capacity: int) -> None:
     backend = {
         "inmemory": "channels.layers.InMemoryChannelLayer",
         "direct": "channels_scale.consumers.bench.DirectLayer",
+        "ours": "channels_scale.layer.RedisChannelLayer",
     }[layer]
-    channel_layers = {"default": {"BACKEND": backend, "CONFIG": {"capacity": capacity}}}
+    config: dict[str, Any] = {"capacity": capacity}
+    if layer == "ours":
+        config["broker"] = "memory"
+    channel_layers = {"default": {"BACKEND": backend, "CONFIG": config}}
     if not settings.configured:
         settings.configure(
             DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
@@ -109,6 +117,8 @@ def consumer_class(family: str) -> type[Any]:
 
     class Member(base):  # type: ignore[misc,valid-type]
         groups = ["room"]
+        # ours: broadcast_message only sends the text, so it may take the direct path
+        frame_types = frozenset({"client.frame", "broadcast.message"})
 
         async def broadcast_message(self, event: dict[str, Any]) -> None:
             await self.send(text_data=event["text"])
@@ -122,8 +132,9 @@ def consumer_class(family: str) -> type[Any]:
 class Harness:
     """N members with fake ASGI callables; counts frames sent."""
 
-    def __init__(self, family: str, members: int) -> None:
+    def __init__(self, family: str, members: int, direct: bool = True) -> None:
         self.app = consumer_class(family).as_asgi()
+        self.direct = direct
         self.members = members
         self.accepted = 0
         self.frames = 0
@@ -136,13 +147,23 @@ class Harness:
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "websocket.send":
-            self.frames += 1
-            if self.frames == self.target:
-                self.all_sent.set()
+            self.count_frame()
         elif kind == "websocket.accept":
             self.accepted += 1
             if self.accepted == self.members:
                 self.all_accepted.set()
+
+    def count_frame(self) -> None:
+        self.frames += 1
+        if self.frames == self.target:
+            self.all_sent.set()
+
+    def write(self, frame: bytes) -> bool:
+        """The pre-framed write of the scope extension: counts, as ``send`` does."""
+        if self.accepted < self.members:
+            return False  # as a server before the handshake: the accept goes first
+        self.count_frame()
+        return True
 
     def receive_factory(self) -> Callable[[], Any]:
         connected = False
@@ -158,7 +179,15 @@ class Harness:
         return receive
 
     async def start(self) -> None:
-        scope = {"type": "websocket", "path": "/ws/", "headers": [], "query_string": b""}
+        from channels_scale.consumers.direct import PREFRAMED
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws/",
+            "headers": [],
+            "query_string": b"",
+            "extensions": {PREFRAMED: {"write": self.write}} if self.direct else {},
+        }
         loop = asyncio.get_running_loop()
         for _ in range(self.members):
             self.tasks.append(
@@ -172,13 +201,19 @@ class Harness:
 
 
 async def fanout(
-    family: str, members: int, messages: int, payload: str, profile: bool, batch: int = 1
+    family: str,
+    members: int,
+    messages: int,
+    payload: str,
+    profile: bool,
+    batch: int = 1,
+    direct: bool = True,
 ) -> dict[str, Any]:
     from channels.layers import get_channel_layer
 
     from channels_scale.consumers import group_send_json
 
-    harness = Harness(family, members)
+    harness = Harness(family, members, direct)
     await harness.start()
     layer = get_channel_layer()
     harness.target = members * messages
@@ -243,10 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--family", choices=(*FAMILIES, "both"), default="both")
-    parser.add_argument("--layer", choices=("inmemory", "direct"), default="inmemory")
+    parser.add_argument("--layer", choices=("inmemory", "direct", "ours"), default="inmemory")
     parser.add_argument("--payload", choices=("text", "json"), default="text")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-direct", action="store_true", help="no pre-framed write in scope")
     parser.add_argument("--batch", type=int, default=1, help="group_send calls per loop turn")
     parser.add_argument("--idle", type=int, default=0, help="measure idle memory with N consumers")
     parser.add_argument("--repeat", type=int, default=3, help="runs per family (best is printed)")
@@ -262,7 +298,13 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             runs = [
                 await fanout(
-                    family, args.members, args.messages, args.payload, args.profile, args.batch
+                    family,
+                    args.members,
+                    args.messages,
+                    args.payload,
+                    args.profile,
+                    args.batch,
+                    not args.no_direct,
                 )
                 for _ in range(args.repeat)
             ]

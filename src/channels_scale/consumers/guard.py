@@ -41,6 +41,7 @@ from channels.generic import websocket as channels_websocket
 from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
+from channels_scale.consumers.direct import sink_writer
 from channels_scale.consumers.limits import COUNTERS, ProtocolViolation, TokenBucket
 from channels_scale.consumers.outgoing import DEFAULT_MAX_OUTGOING_BYTES, OutgoingQueue, SlowClient
 from channels_scale.consumers.userconns import registry_for
@@ -225,7 +226,7 @@ class Guard(channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         self._server_send = send
         if not limit:
             return send
-        self._outgoing = OutgoingQueue(send, int(limit))
+        self._outgoing = OutgoingQueue(send, int(limit), sink_writer(self.scope))
         return self._outgoing.send
 
     async def _receive_frame(self, receive: Receive) -> Message:

@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels_scale.consumers.direct import preframed
+
 logger = logging.getLogger("channels_scale.consumers")
 
 __all__ = ["DEFAULT_MAX_OUTGOING_BYTES", "OutgoingQueue", "SlowClient"]
@@ -53,84 +55,101 @@ def message_size(message: Message) -> int:
 
 
 class OutgoingQueue:
-    """Messages waiting for the ASGI ``send``, at most ``limit`` bytes, one writer task.
+    """Messages waiting for the ASGI ``send``, at most ``limit`` bytes, a writer task while any.
 
-    :meth:`send` has the ASGI ``send`` signature, so it replaces it in the consumer.
+    :meth:`send` has the ASGI ``send`` signature, so it replaces it in the consumer. With
+    ``write_now`` (the server's pre-framed write, :mod:`channels_scale.consumers.direct`), a
+    frame sent while nothing is queued is written at once, without the writer task, if the
+    server can take it (it declines while the transport is paused, before the handshake, after a
+    close). The writer task exists only while messages wait, and the deque only while it is
+    needed: an idle connection holds neither.
     """
 
-    __slots__ = ("_queue", "_send", "_task", "_waiter", "failed", "limit", "queued")
+    __slots__ = ("_queue", "_send", "_task", "failed", "limit", "queued", "write_now")
 
-    def __init__(self, send: Callable[[Message], Awaitable[None]], limit: int) -> None:
+    def __init__(
+        self,
+        send: Callable[[Message], Awaitable[None]],
+        limit: int,
+        write_now: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self._send = send
         self.limit = limit
-        self._queue: deque[tuple[Message, int]] = deque()
+        self.write_now = write_now
+        self._queue: deque[tuple[Message, int]] | None = None
         self.queued = 0  # bytes in the queue
-        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.failed = False  # the server's send raised: the client is gone
 
+    @property
+    def pending(self) -> bool:
+        """Whether anything is queued (then a frame written around the queue would overtake
+        it) or the writer failed."""
+        return self._queue is not None or self.failed
+
     async def send(self, message: Message) -> None:
-        """Queue ``message``.
+        """Queue ``message`` (or write it at once, see the class docstring).
 
         Raises:
             SlowClient: the bytes waiting would pass ``limit`` (the message is not queued).
         """
         if self.failed:
             return
+        queue = self._queue
+        if queue is None:
+            write_now = self.write_now
+            if write_now is not None and message.get("type") == "websocket.send":
+                frame = preframed(message)
+                if frame is not None and write_now(frame):
+                    return
+            queue = self._queue = deque()
         size = message_size(message)
-        if size and self.queued + size > self.limit and self._queue:
+        if size and self.queued + size > self.limit and queue:
             raise SlowClient(f"{self.queued + size} bytes waiting for the client")
-        self._queue.append((message, size))
+        queue.append((message, size))
         self.queued += size
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        elif self._task is None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
+        # Runs while the queue has messages; a message put meanwhile is seen by the loop (no
+        # await between the last check and the end), else the next send starts a new writer.
         queue = self._queue
         send = self._send
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                while queue:
-                    message, size = queue[0]
-                    if isinstance(message, asyncio.Future):  # a flush() marker
-                        if not message.done():
-                            message.set_result(None)
-                    else:
-                        await send(message)
-                    queue.popleft()
-                    self.queued -= size
-                waiter = self._waiter = loop.create_future()
-                await waiter
+            while queue:
+                message, size = queue[0]
+                if isinstance(message, asyncio.Future):  # a flush() marker
+                    if not message.done():
+                        message.set_result(None)
+                else:
+                    await send(message)
+                queue.popleft()
+                self.queued -= size
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.debug("websocket send failed; dropping the outgoing queue", exc_info=True)
             self._fail()
+        if self._queue is queue:
+            self._queue = None
+            self._task = None
 
     def _fail(self) -> None:
         self.failed = True
-        for message, _ in self._queue:
+        for message, _ in self._queue or ():
             if isinstance(message, asyncio.Future) and not message.done():
                 message.set_result(None)
-        self._queue.clear()
+        self._queue = None
         self.queued = 0
 
     async def flush(self, within: float) -> bool:
         """Wait until everything queued so far was given to the server; False after ``within`` s."""
-        if self._task is None or self.failed or not self._queue:
+        queue = self._queue
+        if queue is None or self.failed:
             return True
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((marker, 0))  # type: ignore[arg-type]
-        self._wake()
+        queue.append((marker, 0))  # type: ignore[arg-type]
         try:
             await asyncio.wait_for(asyncio.shield(marker), within)
         except TimeoutError:

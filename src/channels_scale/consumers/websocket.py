@@ -8,8 +8,8 @@ of the same names and keep their API: ``connect``/``receive``/``disconnect``, ``
 =================================  =================================  ==========================
 per message                         Channels 4.3                       here
 =================================  =================================  ==========================
-waiting for the next message        a new task per message per         one long-lived task per
-                                    source + ``asyncio.wait``          source, no new objects
+waiting for the next message        a new task per message per         one task per source (the
+                                    source + ``asyncio.wait``          layer's only while needed)
 DB hygiene                          a hop to the DB thread, always     a hop only when a
                                                                        connection needs it
                                                                        (:mod:`.dbhygiene`)
@@ -17,6 +17,8 @@ handler lookup                      string replace + checks            per-class
 ``send``                            two coroutine layers               one
 group JSON broadcast                encoded once per member            once per broadcast
                                                                        (:mod:`.frames`)
+a frame event (``frame_types``)     task wake-up, handler, framing     framed once, written by
+                                                                       the fan-out (:mod:`.direct`)
 =================================  =================================  ==========================
 
 Guarantees, the same as Channels' unless said:
@@ -63,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -73,6 +76,7 @@ from django.conf import settings
 
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers import dbhygiene
+from channels_scale.consumers.direct import DirectPath
 from channels_scale.consumers.frames import FRAME_TYPE
 from channels_scale.consumers.guard import Guard
 from channels_scale.consumers.outgoing import SlowClient
@@ -102,29 +106,38 @@ def _too_big(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
+class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
     """Channels' ``AsyncWebsocketConsumer``, with the per-message path made cheap.
 
     A drop-in base class: subclass it exactly as Channels' (see the module docstring for the
     guarantees and for what differs). Extra to Channels:
 
-    - ``client.frame`` events (:mod:`channels_scale.consumers.frames`) are sent as is;
+    - ``client.frame`` events (:mod:`.frames`) and the types of :attr:`frame_types` are sent as
+      is, written by the layer's fan-out when they can be (:mod:`.direct`);
     - ``layer.overflow`` notices call :meth:`slow_client` (close 1013 by default);
     - frames over ``settings.WEBSOCKET_MAX_MESSAGE_BYTES`` close with 1009.
     """
 
+    #: Types whose handler only sends ``text``/``bytes`` as one frame: the handler is skipped
+    #: (:mod:`channels_scale.consumers.direct`). None if ``dispatch`` is overridden; without
+    #: ``client.frame`` if ``client_frame`` is and this is not set.
+    frame_types: ClassVar[frozenset[str]] = frozenset({FRAME_TYPE})
+
     _handler_names: ClassVar[dict[str, str]] = {}
-    #: ``client.frame`` goes straight to ``send`` (see :meth:`_read_layer`): True unless a
-    #: subclass overrides ``dispatch`` or ``client_frame``.
-    _direct_frames: ClassVar[bool] = True
+    _direct_types: ClassVar[frozenset[str]] = frame_types  # frame_types, as they apply
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._handler_names = {}
-        cls._direct_frames = (
-            cls.dispatch is AsyncWebsocketConsumer.dispatch
-            and cls.client_frame is AsyncWebsocketConsumer.client_frame
-        )
+        types = frozenset(cls.frame_types)
+        if cls.dispatch is not AsyncWebsocketConsumer.dispatch:
+            types = frozenset()
+        elif (
+            "frame_types" not in vars(cls)
+            and cls.client_frame is not AsyncWebsocketConsumer.client_frame
+        ):
+            types -= {FRAME_TYPE}
+        cls._direct_types = types
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -167,17 +180,20 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
         return functools.partial(self.channel_layer.receive, self.channel_name)
 
     async def _run(self, receive: Receive) -> None:
-        # The websocket is read here, in the consumer's own task, and the layer in one helper
-        # task for the consumer's lifetime: no task or future is created per message (Channels'
+        # The websocket is read in this task, the layer in one helper task: for the consumer's
+        # life, or with a sink only while messages wait (.direct). None per message (Channels'
         # await_many_dispatch creates a task per message and a waiter per round).
         main = asyncio.current_task()
         if main is None:  # pragma: no cover - __call__ always runs in a task
             raise RuntimeError("a consumer must run in an asyncio task")
-        layer_task = asyncio.get_running_loop().create_task(self._read_layer(main))
-        receive_frame = self._receive_frame
+        loop = asyncio.get_running_loop()
+        layer_task = None if self._set_sink(main) else loop.create_task(self._read_layer(main))
+        # No idle timeout: await the server's receive itself (a coroutine frame fewer per idle)
+        timed = self.idle_timeout is not None
+        next_frame = functools.partial(self._receive_frame, receive) if timed else receive
         try:
             while True:
-                message = await receive_frame(receive)
+                message = await next_frame()
                 await self._handle_in_turn(message)
         except asyncio.CancelledError:
             failure = self._failure
@@ -186,42 +202,41 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
             main.uncancel()  # the layer task cancelled us to stop: raise its reason instead
             raise failure from None
         finally:
-            if not layer_task.done():
+            self._unset_sink()  # first: nothing may be written past the end of the handlers
+            if (layer_task := layer_task or self._layer_task) and not layer_task.done():
                 layer_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await layer_task
 
-    async def _read_layer(self, main: asyncio.Task[Any]) -> None:
-        """Read the layer and handle each message in turn; on failure, stop ``main``.
-
-        A ``client.frame`` that arrives while no handler runs and no DB cleanup is due is sent
-        here directly: it is what :meth:`dispatch` would do (``client_frame`` makes no DB use),
-        without the handler lookup, two coroutine layers and the after-handler check. Classes
-        that override ``dispatch`` or ``client_frame`` always go through ``dispatch``.
+    async def _read_layer(
+        self, main: asyncio.Task[Any], take: Callable[[str], Message | None] | None = None
+    ) -> None:
+        """Read the layer and handle each message in turn (with ``take``, what is buffered);
+        on failure, stop ``main``. A :attr:`frame_types` message arriving while no handler runs
+        and no DB cleanup is due is sent here, as :meth:`dispatch` would, with less on the way.
         """
         receive = self.channel_layer.receive
         channel = self.channel_name
-        direct = self._direct_frames
+        direct_types = self._direct_types
         send = self.base_send
         cleanup_due = dbhygiene.cleanup_due
         try:
             while True:
-                try:
-                    message = await receive(channel)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException:
-                    # Let a running websocket handler finish first, as Channels does (it sees a
-                    # failed receive only between handlers).
-                    while self._busy:
-                        await self._wait_turn()
-                    raise
-                if (
-                    direct
-                    and not self._busy
-                    and message.get("type") == FRAME_TYPE
-                    and not cleanup_due()
-                ):
+                if take is not None:
+                    if (message := take(channel)) is None:
+                        return
+                else:
+                    try:
+                        message = await receive(channel)
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException:
+                        # Let a running websocket handler finish first, as Channels does (it
+                        # sees a failed receive only between handlers).
+                        while self._busy:
+                            await self._wait_turn()
+                        raise
+                if not self._busy and message.get("type") in direct_types and not cleanup_due():
                     self._busy = True  # the send may suspend: no handler may start meanwhile
                     try:
                         text = message.get("text")
@@ -238,6 +253,7 @@ class AsyncWebsocketConsumer(Guard, channels_websocket.AsyncWebsocketConsumer): 
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # StopConsumer or a handler's error: the consumer ends
+            self._unset_sink()
             self._failure = exc
             main.cancel()
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from channels.layers import BaseChannelLayer
 
 from channels_scale.exceptions import ConfigError
+from channels_scale.layer.buffer import Sink
 from channels_scale.layer.codec import Message
 from channels_scale.layer.config import LayerConfig
 from channels_scale.layer.connection import Script
@@ -182,6 +183,39 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     def owns(self, channel: str) -> bool:
         """True when ``channel`` is a process-specific channel of the running event loop."""
         return self._layer().owns(channel)
+
+    def receive_nowait(self, channel: str) -> Message | None:
+        """The next message of ``channel`` if one is buffered here, else None (never waits).
+
+        Only for a channel of this event loop made by :meth:`new_channel`; like ``receive()``,
+        it returns an overflow notice first when one is due.
+        """
+        layer = self._layers.get(asyncio.get_running_loop())
+        buffer = None if layer is None else layer.local_buffer(channel)
+        if buffer is None:
+            return None
+        return buffer.take(time.time(), self.config.overflow_notice_type)
+
+    def set_sink(self, channel: str, sink: Sink | None) -> bool:
+        """Let ``sink`` take messages for ``channel`` at once, instead of ``receive()``.
+
+        For each message a local ``send`` or a group message brings to the channel, while
+        nothing is buffered for it (no message, no overflow notice), ``sink(message)`` is called
+        first, from the delivering code, synchronously: True means it took the message (counted
+        in ``delivered`` and ``delivered_direct``), False that the message is buffered as usual.
+        So a channel's messages reach it in order, whichever way each goes. ``None`` removes
+        the sink (do it when the receiver stops: the sink keeps its buffer alive).
+
+        Returns False, setting nothing, when ``channel`` is not a channel of this event loop
+        made by :meth:`new_channel` (or already swept); the consumers use it for their direct
+        path (:mod:`channels_scale.consumers.direct`).
+        """
+        layer = self._layers.get(asyncio.get_running_loop())
+        buffer = None if layer is None else layer.local_buffer(channel)
+        if buffer is None:
+            return False
+        buffer.sink = sink
+        return True
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (renews its membership for ``group_expiry`` seconds).

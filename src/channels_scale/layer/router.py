@@ -70,7 +70,7 @@ class Router:
         """Wake the first ``receive()`` still waiting on ``buffer``."""
         waiters = buffer.waiters
         while waiters:
-            future = waiters.popleft()
+            future = waiters.pop(0)  # a list: rarely more than one waiter
             if not future.done():
                 future.set_result(None)
                 return
@@ -80,6 +80,10 @@ class Router:
         buffer = self.buffers.get(channel)
         if buffer is None:  # (not `or`: an empty buffer is falsy, and __len__ costs a call)
             buffer = self.buffer(channel)
+        if buffer.sink is not None and buffer.offer_sink(entry[1]):
+            self.counters.delivered += 1
+            self.counters.delivered_direct += 1
+            return
         if buffer.offer(entry):
             self.counters.delivered += 1
         else:
@@ -126,7 +130,8 @@ class Router:
             self._drop_group(group)
 
     def fanout(self, group: str, entry: Entry, now: float) -> None:
-        """Put one group message into every local member's buffer (the *same* entry object)."""
+        """Put one group message into every local member's buffer (the *same* entry object),
+        or give it to the member's sink (:meth:`ChannelBuffer.offer_sink`)."""
         members = self.groups.get(group)
         if not members:
             return
@@ -135,18 +140,26 @@ class Router:
             if not members:
                 return
         buffers = self.buffers
-        dropped = 0
+        message = entry[1]
+        dropped = direct = 0
         for channel in members:
             buffer = buffers.get(channel)
             if buffer is None:
                 buffer = self.buffer(channel)
+            # A member with a sink (its connection written to directly) takes the message here,
+            # unless something is already buffered for it: then it queues behind, in order.
+            if buffer.sink is not None and buffer.offer_sink(message):
+                direct += 1
+                continue
             if not buffer.offer(entry):
                 dropped += 1
             if buffer.waiters:
                 self.wake(buffer)
         # drop-oldest stores every new message (an older one made room); drop-newest does not
-        self.counters.delivered += len(members) - (0 if self._drop_oldest else dropped)
-        self.counters.dropped_overflow += dropped
+        counters = self.counters
+        counters.delivered += len(members) - (0 if self._drop_oldest else dropped)
+        counters.dropped_overflow += dropped
+        counters.delivered_direct += direct
 
     # -- frames from the broker -----------------------------------------------------------------
 
@@ -202,7 +215,8 @@ class Router:
         """Drop expired messages, idle empty buffers and expired group members."""
         for channel, buffer in list(self.buffers.items()):
             buffer.purge_expired(now)  # counted in self.counters by the buffer
-            if not buffer.touched and not len(buffer) and not buffer.waiters:
+            idle = not buffer.touched and not len(buffer) and not buffer.waiters
+            if idle and buffer.sink is None:
                 del self.buffers[channel]
             buffer.touched = False
         for group, members in list(self.groups.items()):

@@ -16,6 +16,8 @@ class Counters:
     #: messages put into local buffers (one per member per group message; with drop-oldest a
     #: message stored by evicting an older one counts here and the evicted one in dropped_overflow)
     delivered: int = 0
+    #: of those, messages a sink took at once (written to the connection without a buffer)
+    delivered_direct: int = 0
     #: frames published or pushed to Redis (one per send/group_send to Redis)
     published: int = 0
     #: frames received from Redis and decoded (one per group message per process)
