@@ -14,14 +14,16 @@ their own).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from channels_scale.exceptions import ConfigError, StackError
+from channels_scale.layer.cluster import parse_cluster_url
 from channels_scale.layer.config import HostConfig
 from channels_scale.layer.reach import Unreachable, reach_host
 from channels_scale.net import free_port, timeout_factor, wait_until
@@ -130,3 +132,70 @@ def find_redis_cli() -> str:
             "(or apt-get install redis-tools)"
         )
     return cli
+
+
+def parse_topology(text: str) -> tuple[str, int]:
+    """``single`` -> ``("single", 1)``; ``shards:3`` -> ``("shards", 3)``; ``cluster:3``.
+
+    Raises:
+        ValueError: another kind, a count below 1 (2 for shards), or below 3 for a cluster.
+    """
+    kind, _, count = text.strip().partition(":")
+    if text.strip() == "single":
+        return "single", 1
+    if kind not in ("shards", "cluster") or not count.isdigit():
+        raise ValueError(f"{text!r} is not single, shards:K or cluster:N")
+    least = MIN_MASTERS if kind == "cluster" else 2
+    if int(count) < least:
+        raise ValueError(
+            f"{kind}:{count} needs at least {least} {'masters' if kind == 'cluster' else 'shards'}"
+        )
+    return kind, int(count)
+
+
+@contextlib.contextmanager
+def redis_servers(count: int, root: Path) -> Iterator[list[tuple[str, int]]]:
+    """``count`` plain private ``redis-server`` processes (no persistence, loopback), each
+    ``(url, pid)``; stopped (by pid) on exit. The bench's ``shards:K`` topology runs on them."""
+    binary = find_binary("redis-server")
+    if binary is None:
+        raise ConfigError("redis-server is not installed: run ./scripts/install")
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
+    try:
+        for i in range(count):
+            port = free_port(HOST)
+            directory = root / f"shard-{i}"
+            directory.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.Popen(
+                [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                 "--dir", str(directory), "--daemonize", "no", "--loglevel", "warning"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            started.append((proc, f"redis://{HOST}:{port}/0"))
+        for proc, url in started:
+            if not wait_until(lambda: _answers(url), 20):  # noqa: B023 -- called right here
+                raise StackError(f"redis-server {url} did not answer (exit code {proc.poll()})")
+        yield [(url, proc.pid) for proc, url in started]
+    finally:
+        for proc, _ in started:
+            proc.terminate()
+        for proc, _ in started:
+            try:
+                proc.wait(timeout=10 * timeout_factor())
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cluster_master_urls(url: str) -> list[str]:
+    """A plain ``redis://`` URL for every master of the cluster at ``url`` (``CLUSTER SLOTS``
+    asked of the first seed), with the seed's credentials: to meter each node."""
+    import redis
+
+    seeds = parse_cluster_url(url)
+    with redis.Redis.from_url(seeds.node_url(seeds.addresses[0]), socket_timeout=5) as client:
+        slots = client.execute_command("CLUSTER", "SLOTS")
+    masters = dict.fromkeys(
+        f"{m[0].decode() if isinstance(m[0], bytes) else m[0]}:{int(m[1])}" for _, _, m, *_ in slots
+    )
+    return [seeds.node_url(address) for address in masters]
