@@ -96,6 +96,7 @@ def _down(run_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.e2e
 def test_up_on_shards(
     tmp_path: Path, example_env: dict[str, str], shards: list[RedisProcess]
 ) -> None:
@@ -179,6 +180,7 @@ def _worker(run_dir: Path, worker: int) -> Path:
     return run_dir.resolve() / "sockets" / f"worker-{worker}.sock"
 
 
+@pytest.mark.e2e
 async def test_up_redis_cluster_and_a_second_stack_on_that_cluster(
     tmp_path: Path, example_env: dict[str, str]
 ) -> None:
