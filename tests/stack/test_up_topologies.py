@@ -1,8 +1,10 @@
 """``channels-scale up`` on every Redis topology the layer accepts: ``--redis`` with one URL,
 K shards, a Redis Cluster (``redis+cluster://``), and ``--redis-cluster N``.
 
-The shards and the cluster are the session's (tests/shards, tests/cluster); each stack runs
-detached, is checked, and stopped with ``channels-scale down``.
+Three shards are this module's redis-servers; the cluster is the one ``up --redis-cluster 3``
+starts, which a second stack then joins with ``--redis redis+cluster://...`` (as another host
+would). Each stack runs detached, is checked, and is stopped with ``channels-scale down``.
+Sentinel: tests/sentinel/test_sentinel_reach.py.
 """
 
 from __future__ import annotations
