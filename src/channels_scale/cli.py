@@ -85,6 +85,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         keep_channel_layers=args.keep_channel_layers,
         ready_path=args.ready_path,
         ready_ws_path=args.ready_ws_path,
+        redis_cluster=args.redis_cluster,
     )
 
 
@@ -251,7 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=positive_int, default=None, help="workers (default: CPUs)")
     up.add_argument("--host", default="127.0.0.1", help="address the LB listens on")
     up.add_argument("--port", type=port_number, default=8000, help="port the LB listens on")
-    up.add_argument("--redis", metavar="URL", help="use this Redis (default: a private one)")
+    up.add_argument(
+        "--redis", metavar="URL",
+        help="use this Redis (default: a private one): redis://… or rediss://…, several of them "
+        "separated by commas (shards), redis+cluster://HOST:PORT[,HOST:PORT…] (a Redis Cluster) "
+        "or redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER (Sentinel)",
+    )  # fmt: skip
+    up.add_argument(
+        "--redis-cluster", metavar="N", type=int, default=0,
+        help="start a private Redis Cluster of N masters (N >= 3) instead of one Redis",
+    )  # fmt: skip
     up.add_argument(
         "--redis-password", metavar="PASSWORD",
         help="password of the private Redis (default: one generated per run dir, kept in "

@@ -1,24 +1,24 @@
 """A real Redis Cluster for the cluster broker's tests: 3 masters and 3 replicas on free ports.
 
-Made the way an operator makes one: six ``redis-server --cluster-enabled yes`` processes (the
-shared :class:`~tests.conftest.RedisProcess`, each with its own node file and an explicit cluster
-bus port, since ``port + 10000`` may be past 65535 for an ephemeral port), then ``redis-cli
---cluster create ... --cluster-replicas 1 --cluster-yes``. A short ``cluster-node-timeout``
-(2 s) keeps failover tests quick. Stopped by pid (each RedisProcess owns its process).
+Made as ``channels-scale up --redis-cluster`` makes one (:mod:`channels_scale.stack.topology`:
+``redis-server --cluster-enabled yes`` processes with their own node files and explicit cluster
+bus ports, then ``redis-cli --cluster create``), here with one replica per master and the shared
+:class:`~tests.conftest.RedisProcess` running each node. A short ``cluster-node-timeout`` (2 s)
+keeps failover tests quick. Stopped by pid (each RedisProcess owns its process).
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from channels_scale.net import free_port, wait_until
-from tests.conftest import RedisProcess, scaled
+from channels_scale.net import wait_until
+from channels_scale.stack.topology import cluster_url, create_cluster, plan_nodes
+from tests.conftest import RedisProcess
 from tests.layer.conftest import ours_memory_layer_factory
 from tests.shared_suites import (
     factory,
@@ -41,28 +41,21 @@ NODE_TIMEOUT_MS = 2000
 
 
 class RedisCluster:
-    """Six cluster nodes; :attr:`url` is the layer's ``redis+cluster://`` URL (all seeds)."""
+    """``masters`` masters with ``replicas`` replicas each; :attr:`url` is the layer's
+    ``redis+cluster://`` URL (the masters as seeds). Made by ``up --redis-cluster``'s own code
+    (:mod:`channels_scale.stack.topology`); the nodes are :class:`RedisProcess` objects."""
 
-    def __init__(self, workdir: Path, masters: int = 3) -> None:
-        self.nodes: list[RedisProcess] = []
-        for i in range(masters * 2):
-            directory = workdir / f"node{i}"
-            directory.mkdir()
-            args = (
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(directory / "nodes.conf"),
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
-                "--cluster-port",
-                str(free_port()),
-            )
-            self.nodes.append(RedisProcess(directory, extra_args=args))
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1) -> None:
+        self.masters, self.replicas = masters, replicas
+        self.plan = plan_nodes(masters * (1 + replicas), workdir)
+        self.nodes = [
+            RedisProcess(node.directory, node.port, node.args(NODE_TIMEOUT_MS))
+            for node in self.plan
+        ]
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+        return cluster_url(self.plan, None, seeds=self.masters)
 
     def start(self) -> None:
         for node in self.nodes:
@@ -70,15 +63,9 @@ class RedisCluster:
         cli = shutil.which("redis-cli")
         if cli is None:
             pytest.fail("redis-cli is not installed: run ./scripts/install")
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=scaled(60),
-        )
+        create_cluster(cli, self.plan, None, replicas=self.replicas, timeout=60)
         if not wait_until(self.healthy, 30):
-            pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+            pytest.fail("the Redis Cluster's replicas did not attach")
 
     def client(self, node: RedisProcess) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2)

@@ -2,7 +2,12 @@
 
 - ``<scenario>-latency.png``: latency percentiles (p50 .. max, log scale) per stack; for
   ``saturate``, at each stack's highest rate held;
-- ``saturate-rate.png``: deliveries/s received and p99 latency against deliveries/s offered.
+- ``saturate-rate.png``: deliveries/s received and p99 latency against deliveries/s offered;
+- ``topology-<scenario>-nodes.png`` (``--redis-topology`` runs): Redis CPU and commands per frame
+  of each Redis node, per topology.
+
+A ``--redis-topology`` run's files start with ``topology-`` (:func:`doc_stem`), so they sit beside
+the usual run of the same scenario.
 """
 
 from __future__ import annotations
@@ -28,6 +33,20 @@ def main_figures(record: dict[str, Any]) -> dict[str, Any] | None:
             if phase["rate"] == best:
                 return dict(phase["figures"])
     return dict(phases[-1]["figures"])
+
+
+def doc_stem(doc: dict[str, Any]) -> str:
+    """The file name stem of a run: its scenario, ``topology-<scenario>`` for topology runs."""
+    topologies = doc.get("config", {}).get("redis_topologies")
+    return ("topology-" if topologies else "") + str(doc["scenario"])
+
+
+def main_phase(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The phase that represents a stack (see :func:`main_figures`), with its per-node figures."""
+    phases = record.get("phases") or []
+    best = (record.get("headline") or {}).get("max_rate")
+    chosen = [p for p in phases if best is not None and p["rate"] == best] or phases[-1:]
+    return dict(chosen[0]) if chosen else None
 
 
 def charts(doc: dict[str, Any], out: Path) -> dict[str, str]:
@@ -60,11 +79,13 @@ def charts(doc: dict[str, Any], out: Path) -> dict[str, str]:
         )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-        name = f"{scenario}-latency.png"
+        name = f"{doc_stem(doc)}-latency.png"
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
         made["latency percentiles per stack"] = name
+    if doc.get("config", {}).get("redis_topologies") and ok:
+        made.update(_nodes_chart(doc, out, plt))
     if scenario == "saturate" and ok:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
         top, bottom = 0.0, float("inf")
@@ -93,7 +114,42 @@ def charts(doc: dict[str, Any], out: Path) -> dict[str, str]:
             ax.grid(True, alpha=0.3)
             ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "saturate-rate.png")
+        name = f"{doc_stem(doc)}-rate.png"
+        fig.savefig(out / name)
         plt.close(fig)
-        made["deliveries/s against offered rate"] = "saturate-rate.png"
+        made["deliveries/s against offered rate"] = name
     return made
+
+
+def _nodes_chart(doc: dict[str, Any], out: Path, plt: Any) -> dict[str, str]:
+    """Bars per Redis node, grouped by topology: CPU ms per 1,000 deliveries, commands/frame."""
+    fig, (cpu_ax, cmd_ax) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
+    labels: list[str] = []
+    cpu: list[float] = []
+    cmds: list[float] = []
+    colors: list[str] = []
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, record in enumerate(r for r in doc["stacks"] if r.get("ok")):
+        phase = main_phase(record) or {}
+        for n, node in enumerate(phase.get("redis_nodes") or []):
+            labels.append(f"{record.get('redis_topology', record['stack'])}\nnode {n}")
+            cpu.append(node.get("cpu_ms_per_1k") or 0.0)
+            cmds.append(node.get("commands_per_frame") or 0.0)
+            colors.append(palette[i % len(palette)])
+    if not labels:
+        plt.close(fig)
+        return {}
+    for ax, values, title in (
+        (cpu_ax, cpu, "Redis CPU per node (ms per 1,000 deliveries)"),
+        (cmd_ax, cmds, "Redis commands per frame, per node"),
+    ):
+        ax.bar(range(len(values)), values, color=colors)
+        ax.set_xticks(range(len(values)), labels, fontsize=7)
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"{doc['scenario']}: the ours stack on each Redis topology")
+    fig.tight_layout()
+    name = f"{doc_stem(doc)}-nodes.png"
+    fig.savefig(out / name)
+    plt.close(fig)
+    return {"Redis CPU and commands per node, per topology": name}

@@ -62,6 +62,17 @@ def _argtype(parse: Callable[[str], object], name: str) -> Callable[[str], objec
     return convert
 
 
+def _topologies(text: str) -> list[str]:
+    """``--redis-topology single,shards:3,cluster:3``: each checked by
+    :func:`~channels_scale.stack.topology.parse_topology`."""
+    from channels_scale.stack.topology import parse_topology
+
+    found = [parse_topology(part) for part in text.split(",") if part.strip()]
+    if not found:
+        raise ValueError("name at least one topology: single, shards:K or cluster:N")
+    return list(dict.fromkeys(k if k == "single" else f"{k}:{n}" for k, n in found))
+
+
 def _defaults_help(scenario: str) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in DEFAULTS[scenario].items())
 
@@ -112,6 +123,13 @@ def _common() -> argparse.ArgumentParser:
         type=positive_int,
         default=2,
         help="ASGI workers of each Django stack (default 2)",
+    )
+    common.add_argument(
+        "--redis-topology",
+        type=_argtype(_topologies, "Redis topology"),
+        help="run the ours stack once on each Redis topology, comma-separated: single, shards:K "
+        "(K private redis-servers) or cluster:N (a private N-master Redis Cluster); adds CPU "
+        "and commands per Redis node (fanout, saturate, rooms)",
     )
     common.add_argument(
         "--subs", type=positive_int, help="subscribers in the room (fanout, churn, saturate)"
@@ -238,6 +256,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         procs=args.procs,
         client_lib=args.client_lib,
         drain_s=args.drain,
+        redis_topologies=args.redis_topology,
         out=args.out,
         endpoint=endpoint_from(args),
     )
@@ -259,7 +278,7 @@ def command_line(cfg: BenchConfig) -> str:
                 parts += ["--origin", value]
             else:
                 parts += ["--header", shlex.quote(header)]
-    elif cfg.scenario != "clientlib":  # clientlib always measures against the ceiling
+    elif cfg.scenario != "clientlib" and not cfg.redis_topologies:  # those: ceiling, ours
         parts += ["--stacks", ",".join(cfg.stacks)]
     if cfg.workers != 2:
         parts += ["--workers", str(cfg.workers)]
@@ -273,6 +292,8 @@ def command_line(cfg: BenchConfig) -> str:
         parts += ["--procs", str(cfg.procs)]
     if cfg.client_lib != clientlib.DEFAULT_LIBRARY:
         parts += ["--client-lib", cfg.client_lib]
+    if cfg.redis_topologies:
+        parts += ["--redis-topology", ",".join(cfg.redis_topologies)]
     return " ".join(parts)
 
 

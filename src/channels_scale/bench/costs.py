@@ -13,11 +13,13 @@ Processes are given a role from their command line, so the report can split cost
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels_scale.bench.figures import ServerCosts, redis_command_deltas
 
@@ -182,18 +184,44 @@ class RedisMeter:
         self._client.close()
 
 
+def node_address(url: str) -> str:
+    """``host:port`` of a plain Redis URL (the key of a node's figures)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
+def redis_node_of(pid: int) -> str | None:
+    """``host:port`` a ``redis-server`` serves, from its process title (``redis-server
+    127.0.0.1:6379``, ``... [cluster]`` for a cluster node); None for other processes."""
+    try:
+        title = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = _REDIS_TITLE.search(title)
+    return found.group(1) if found else None
+
+
+_REDIS_TITLE = re.compile(r"redis-server\s+(\S+:\d+)")
+
+
 class CostMeter:
     """Measures :class:`~channels_scale.bench.figures.ServerCosts` around a phase.
 
     ``pids`` are the stack's server-side processes (empty for ``--url`` targets: no CPU figure);
-    ``redis_url`` the stack's Redis (``None``: no Redis figures).
+    ``redis_url`` the stack's Redis (``None``: no Redis figures); ``redis_nodes`` one plain URL
+    per Redis node (shards, cluster masters) when there are several: each is metered on its own
+    (``ServerCosts.redis_nodes``: CPU and command calls per node) and the Redis figures are
+    their sums.
     """
 
-    def __init__(self, pids: list[int], redis_url: str | None) -> None:
+    def __init__(
+        self, pids: list[int], redis_url: str | None, redis_nodes: Sequence[str] = ()
+    ) -> None:
         self.pids = pids
-        self.redis = RedisMeter(redis_url) if redis_url else None
+        urls = list(redis_nodes) or ([redis_url] if redis_url else [])
+        self.redis = {node_address(url): RedisMeter(url) for url in urls}
         self._cpu: CpuSnapshot | None = None
-        self._redis: RedisSnapshot | None = None
+        self._redis: dict[str, RedisSnapshot] = {}
         self._machine = 0.0
         self._started = 0.0
 
@@ -201,24 +229,39 @@ class CostMeter:
         self._started = time.monotonic()
         self._machine = machine_busy_seconds()
         self._cpu = cpu_snapshot(self.pids) if self.pids else None
-        self._redis = self.redis.snapshot() if self.redis else None
+        self._redis = {node: meter.snapshot() for node, meter in self.redis.items()}
 
     def stop(self) -> ServerCosts:
         costs = ServerCosts(
             machine_cpu_s=machine_busy_seconds() - self._machine,
             wall_s=time.monotonic() - self._started,
         )
+        node_cpu: dict[str, float] = {}
         if self._cpu is not None:
-            costs.cpu_s, costs.cpu_by_role = cpu_delta(self._cpu, cpu_snapshot(self.pids))
-        if self.redis is not None and self._redis is not None:
-            after = self.redis.snapshot()
-            costs.redis_commands = redis_command_deltas(
-                self._redis.commandstats, after.commandstats
-            )
-            costs.redis_bytes_in = after.bytes_in - self._redis.bytes_in
-            costs.redis_bytes_out = after.bytes_out - self._redis.bytes_out
+            after_cpu = cpu_snapshot(self.pids)
+            costs.cpu_s, costs.cpu_by_role = cpu_delta(self._cpu, after_cpu)
+            for pid, value in after_cpu.seconds.items():
+                node = redis_node_of(pid) if after_cpu.roles.get(pid) == "redis" else None
+                if node is not None:
+                    spent = max(value - self._cpu.seconds.get(pid, 0.0), 0.0)
+                    node_cpu[node] = node_cpu.get(node, 0.0) + spent
+        if self._redis:
+            costs.redis_commands, costs.redis_bytes_in, costs.redis_bytes_out = {}, 0, 0
+            costs.redis_nodes = {}
+            for node, meter in self.redis.items():
+                before, after = self._redis[node], meter.snapshot()
+                calls = redis_command_deltas(before.commandstats, after.commandstats)
+                for name, count in calls.items():
+                    costs.redis_commands[name] = costs.redis_commands.get(name, 0) + count
+                costs.redis_bytes_in += after.bytes_in - before.bytes_in
+                costs.redis_bytes_out += after.bytes_out - before.bytes_out
+                costs.redis_nodes[node] = {
+                    "cpu_s": node_cpu.get(node),
+                    "commands": sum(calls.values()),
+                    "by_command": calls,
+                }
         return costs
 
     def close(self) -> None:
-        if self.redis is not None:
-            self.redis.close()
+        for meter in self.redis.values():
+            meter.close()

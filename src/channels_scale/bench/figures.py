@@ -121,6 +121,28 @@ class ServerCosts:
     redis_commands: dict[str, int] | None = None
     redis_bytes_in: int | None = None
     redis_bytes_out: int | None = None
+    #: per Redis node (``host:port``): ``cpu_s``, ``commands`` (calls) and ``by_command``
+    redis_nodes: dict[str, dict[str, Any]] | None = None
+
+
+def redis_node_figures(figures: PhaseFigures) -> list[dict[str, Any]]:
+    """Per Redis node of a phase: CPU ms per 1,000 deliveries and per second of the phase, and
+    command calls per frame published (pure). Empty when the nodes were not metered."""
+    costs = figures.costs
+    rows = []
+    for node, spent in sorted((costs.redis_nodes or {}).items()):
+        cpu = spent.get("cpu_s")
+        rows.append(
+            {
+                "node": node,
+                "cpu_s": cpu,
+                "cpu_ms_per_1k": per_unit(cpu, figures.deliveries, 1e6),
+                "cpu_share": per_unit(cpu, costs.wall_s or 0.0),
+                "commands": spent.get("commands"),
+                "commands_per_frame": per_unit(spent.get("commands"), figures.sent),
+            }
+        )
+    return rows
 
 
 @dataclass

@@ -23,8 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from channels_scale.bench.charts import charts, main_figures
+from channels_scale.bench.charts import charts, doc_stem, main_figures
 from channels_scale.bench.figures import ratio
+from channels_scale.bench.topology_report import is_topology_doc, topology_tables
 
 SCHEMA = 1
 ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
@@ -284,8 +285,9 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         for k, v in cfg.items()
         if k not in ("stacks", "url") and v is not None
     )
+    title = f"{scenario} on Redis topologies" if is_topology_doc(doc) else scenario
     lines = [
-        f"{h} {scenario}",
+        f"{h} {title}",
         "",
         f"`{doc['command']}` — {doc['started_at']}, {doc['seconds']:.0f} s",
         "",
@@ -306,6 +308,8 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         lines += _delivery_table(doc)
     if scenario == "churn":
         lines += ["", *_churn_table(doc)]
+    if is_topology_doc(doc):
+        lines += ["", *topology_tables(doc)]
     lines += ["", *_notes(doc)]
     for title, path in (images or {}).items():
         lines += ["", f"![{title}]({path})"]
@@ -372,11 +376,10 @@ def _notes(doc: dict[str, Any]) -> list[str]:
 def write_run(doc: dict[str, Any], out: Path) -> list[Path]:
     """Write ``<scenario>.json``, ``.md`` and the charts into ``out``; returns the files."""
     out.mkdir(parents=True, exist_ok=True)
-    scenario = doc["scenario"]
-    json_path = out / f"{scenario}.json"
+    json_path = out / f"{doc_stem(doc)}.json"
     json_path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     images = charts(doc, out)
-    md_path = out / f"{scenario}.md"
+    md_path = out / f"{doc_stem(doc)}.md"
     md_path.write_text(markdown(doc, images, level=1))
     return [json_path, md_path, *(out / name for name in images.values())]
 
@@ -463,7 +466,7 @@ def write_doc(docs: list[dict[str, Any]], doc_path: Path) -> list[Path]:
     written = []
     sections = [DOC_INTRO]
     for doc in docs:
-        json_path = assets / f"{doc['scenario']}.json"
+        json_path = assets / f"{doc_stem(doc)}.json"
         json_path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
         images = {t: f"benchmarks/{n}" for t, n in charts(doc, assets).items()}
         sections.append(markdown(doc, images, level=2))

@@ -34,6 +34,7 @@ from channels_scale.bench.figures import (
     delivery_figures,
     latency_summary,
     merge_histograms,
+    redis_node_figures,
     saturation_point,
 )
 from channels_scale.bench.frames import merge_counts
@@ -94,6 +95,9 @@ class BenchConfig:
     drain_s: float = 10.0
     out: Path = Path("bench-results")
     endpoint: Endpoint = field(default_factory=Endpoint)
+    #: ``--redis-topology``: run the ours stack once on each (``single``, ``shards:K``,
+    #: ``cluster:N``: stack/topology.py), figures per Redis node; None: the stacks as usual
+    redis_topologies: list[str] | None = None
 
     def get(self, name: str) -> float:
         """The option ``name``: given on the command line, else the scenario default."""
@@ -119,6 +123,8 @@ class BenchConfig:
             frame=self.endpoint.frame,
             headers=self.endpoint.redacted_headers(),
         )
+        if self.redis_topologies:
+            data.update(stacks=["ours"], redis_topologies=self.redis_topologies)
         return data
 
 
@@ -217,7 +223,11 @@ def _one_room(run: Run, label: str, subs: int) -> tuple[str, dict[str, Any]]:
 
 
 def _step(rate: float, figures: PhaseFigures, label: str) -> dict[str, Any]:
-    return {"label": label, "rate": rate, "figures": figures.to_json()}
+    step = {"label": label, "rate": rate, "figures": figures.to_json()}
+    nodes = redis_node_figures(figures)
+    if nodes:  # `--redis-topology`: CPU and commands per Redis node
+        step["redis_nodes"] = nodes
+    return step
 
 
 def _summary(ui: Ui, name: str, f: PhaseFigures) -> None:
@@ -441,7 +451,13 @@ RUNNERS = {
 }
 
 
-def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -> dict[str, Any]:
+def run_stack(
+    cfg: BenchConfig,
+    name: str,
+    ui: Ui,
+    library: str | None = None,
+    redis_topology: str = "single",
+) -> dict[str, Any]:
     """Start stack ``name``, run the scenario on it, stop it; the stack's JSON record.
 
     A stack that fails to start or to take connections is recorded with ``ok: false`` and its
@@ -451,14 +467,17 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
     record: dict[str, Any] = {"stack": name, "ok": False, "error": None}
     cfg.out.mkdir(parents=True, exist_ok=True)
     try:
-        with open_target(name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url) as target:
+        with open_target(
+            name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url,
+            redis_topology=redis_topology,
+        ) as target:  # fmt: skip
             record.update(
                 description=target.description,
                 ws_url=target.ws_url,
                 processes=target.processes,
                 server_pids=len(target.pids()),
             )
-            meter = CostMeter(target.pids(), target.redis_url)
+            meter = CostMeter(target.pids(), target.redis_url, target.redis_nodes)
             try:
                 library = library or cfg.client_lib
                 endpoint = replace(cfg.endpoint, wire=target.wire)
@@ -489,6 +508,14 @@ def run_bench(cfg: BenchConfig, ui: Ui) -> list[dict[str, Any]]:
             ui.note(f"[bold]{name}[/bold] with client library {library}")
             records.append(run_stack(cfg, name, ui, library))
             records[-1]["stack"] = f"{name}/{library}"
+        return records
+    if cfg.redis_topologies and (cfg.url or cfg.scenario not in ("fanout", "saturate", "rooms")):
+        raise ConfigError("--redis-topology goes with fanout, saturate or rooms, without --url")
+    for topology in cfg.redis_topologies or []:  # the ours stack on each Redis topology
+        ui.note(f"[bold]ours[/bold] on Redis {topology}: starting")
+        records.append(run_stack(cfg, "ours", ui, redis_topology=topology))
+        records[-1].update(stack=f"ours/{topology}", redis_topology=topology)
+    if cfg.redis_topologies:
         return records
     for name in ["url"] if cfg.url else cfg.stacks:
         ui.note(f"[bold]{name}[/bold]: starting")

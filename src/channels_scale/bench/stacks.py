@@ -75,6 +75,8 @@ class Target:
     redis_url: str | None
     pids: Callable[[], list[int]]
     wire: str = DEFAULT_WIRE
+    #: one plain URL per Redis node (shard or cluster master), each metered on its own
+    redis_nodes: tuple[str, ...] = ()
 
 
 def parse_stacks(text: str) -> list[str]:
@@ -201,40 +203,62 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def django_target(name: str, workers: int) -> Iterator[Target]:
+def django_target(name: str, workers: int, redis_topology: str = "single") -> Iterator[Target]:
     """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
 
     The run directory is a fresh temporary directory (short, so unix socket paths fit) removed
-    afterwards. Raises :class:`StackError` when the stack does not come up.
+    afterwards. ``redis_topology`` (:func:`~channels_scale.stack.topology.parse_topology`):
+    ``single`` is the stack's private Redis; ``shards:K`` K private redis-servers the bench starts
+    (given as ``--redis``, metered with the stack); ``cluster:N`` the stack's private N-master
+    cluster (``--redis-cluster N``). Raises :class:`StackError` when the stack does not come up.
     """
     from channels_scale.stack import Stack, StackOptions
+    from channels_scale.stack.topology import cluster_master_urls, parse_topology, redis_servers
 
     layer, consumer = DJANGO_STACKS[name]
-    run_dir = Path(tempfile.mkdtemp(prefix=f"csb-{name}-"))
-    options = StackOptions(
-        workers=workers,
-        host="127.0.0.1",
-        port=free_port(),
-        run_dir=run_dir,
-        layer=layer,
-        consumer=consumer,
-        lb="nginx",
-        server="uvicorn",
-        redis_url=None,
-    )
     try:
-        with Stack(options) as stack:
+        kind, count = parse_topology(redis_topology)
+    except ValueError as exc:
+        raise ConfigError(f"--redis-topology: {exc}") from None
+    run_dir = Path(tempfile.mkdtemp(prefix=f"csb-{name}-"))
+    try:
+        with contextlib.ExitStack() as resources:
+            shards = []
+            if kind == "shards":
+                shards = resources.enter_context(redis_servers(count, run_dir / "shards"))
+            options = StackOptions(
+                workers=workers,
+                host="127.0.0.1",
+                port=free_port(),
+                run_dir=run_dir,
+                layer=layer,
+                consumer=consumer,
+                lb="nginx",
+                server="uvicorn",
+                redis_url=",".join(url for url, _ in shards) or None,
+                redis_cluster=count if kind == "cluster" else 0,
+            )
+            stack = resources.enter_context(Stack(options))
+            if kind == "cluster":
+                nodes = tuple(cluster_master_urls(stack.redis_url))
+            else:
+                nodes = tuple(url for url, _ in shards) or (stack.redis_url,)
 
             def pids() -> list[int]:
                 # supervisord too: it pipes the workers' output, which costs CPU under load
                 found = stack.server_pids()
                 return sorted(
-                    {*found, *(p for p in map(parent_pid, found) if p and role(p) == "supervisor")}
+                    {
+                        *found,
+                        *(p for p in map(parent_pid, found) if p and role(p) == "supervisor"),
+                        *(pid for _, pid in shards),
+                    }
                 )
 
             yield Target(
-                name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids
-            )
+                name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids,
+                nodes,
+            )  # fmt: skip
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -256,15 +280,22 @@ def socketio_stack(workers: int, log_dir: Path) -> Iterator[Target]:
 
 
 def open_target(
-    name: str, *, workers: int, log_dir: Path, url: str | None = None
+    name: str,
+    *,
+    workers: int,
+    log_dir: Path,
+    url: str | None = None,
+    redis_topology: str = "single",
 ) -> contextlib.AbstractContextManager[Target]:
     """The context manager that starts (and on exit stops) the stack called ``name``."""
+    if redis_topology != "single" and name != "ours":
+        raise ConfigError(f"--redis-topology {redis_topology} is for the ours stack, not {name}")
     if name == "url":
         return url_target(url or "")
     if name == "ceiling":
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
-        return django_target(name, workers)
+        return django_target(name, workers, redis_topology)
     if name == "socketio":
         return socketio_stack(workers, log_dir)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")

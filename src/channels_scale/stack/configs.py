@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from channels_scale.asgi import CONTROL_TOKEN_FILE_ENV
 from channels_scale.settings import LAYER_ENV, REDIS_URL_ENV, WORKER_ID_ENV
 from channels_scale.stack.options import RunLayout, StackOptions
+
+if TYPE_CHECKING:
+    from channels_scale.stack.topology import ClusterNode
 
 #: uvicorn's ``websockets-sansio`` with bounds on fragments per message and control frames.
 WS_PROTOCOL = "channels_scale.wsprotocol:BoundedWebSocketProtocol"
@@ -112,8 +117,12 @@ def render_supervisord(
     open_files: int,
     secrets: dict[str, str] | None = None,
     redis_conf: Path | None = None,
+    cluster_nodes: Sequence[ClusterNode] = (),
 ) -> str:
     """``supervisord.conf``: Redis (when private), N workers, the load balancer.
+
+    ``cluster_nodes``: the nodes of a private Redis Cluster (``--redis-cluster N``), one program
+    ``redis-I`` each, instead of the one private ``redis``.
 
     ``redis_conf``: a config file the private Redis reads first (its password: kept off the
     command line, which every local user can read).
@@ -141,20 +150,25 @@ def render_supervisord(
         f"serverurl=unix://{layout.supervisor_socket}",
         "",
     ]
-    if redis_port is not None and binaries.redis_server:
+    redis_programs: list[tuple[str, int, Path, list[str]]] = []
+    if redis_port is not None:
+        redis_programs.append(("redis", redis_port, layout.redis_dir, []))
+    for i, node in enumerate(cluster_nodes):  # `up --redis-cluster N` (stack/topology.py)
+        redis_programs.append((f"redis-{i}", node.port, node.directory, node.args()))
+    for name, port, directory, extra in redis_programs if binaries.redis_server else []:
         lines += [
-            "[program:redis]",
+            f"[program:{name}]",
             "command="
             + _command(
                 [
-                    binaries.redis_server,
+                    str(binaries.redis_server),
                     *([str(redis_conf)] if redis_conf else []),
                     "--port",
-                    str(redis_port),
+                    str(port),
                     "--bind",
                     "127.0.0.1",
                     "--dir",
-                    str(layout.redis_dir),
+                    str(directory),
                     "--save",
                     "",
                     "--appendonly",
@@ -163,12 +177,13 @@ def render_supervisord(
                     "no",
                     "--maxclients",
                     str(max(open_files - 64, 1000)),
+                    *extra,
                 ]
             ),
             "priority=10",
             "autorestart=true",
             "startsecs=0",
-            f"stdout_logfile={layout.logs / 'redis.log'}",
+            f"stdout_logfile={layout.logs / (name + '.log')}",
             "redirect_stderr=true",
             "",
         ]

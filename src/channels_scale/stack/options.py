@@ -65,6 +65,8 @@ class StackOptions:
             runs on the stack's Redis, see :mod:`channels_scale.stack.overlay`).
         ready_path: ``up`` is ready once ``GET ready_path`` through the LB answers below 500.
         ready_ws_path: also a websocket handshake on this path must complete (None: no check).
+        redis_cluster: start a private Redis Cluster of this many masters instead of one Redis
+            (0: no; see :mod:`channels_scale.stack.topology`).
     """
 
     app: str = EXAMPLE_APP
@@ -91,6 +93,7 @@ class StackOptions:
     keep_channel_layers: bool = False
     ready_path: str = "/"
     ready_ws_path: str | None = None
+    redis_cluster: int = 0
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -122,6 +125,16 @@ class StackOptions:
                 "--redis-password is for the private Redis: put the password in the --redis URL "
                 "instead (redis://:PASSWORD@HOST:PORT/0)"
             )
+        if self.redis_cluster:
+            if self.redis_url is not None:
+                found.append("--redis-cluster starts a private cluster: leave out --redis")
+            if self.redis_cluster < 3:
+                found.append(
+                    f"--redis-cluster needs at least 3 masters (a majority elects a failover), "
+                    f"not {self.redis_cluster}"
+                )
+            if self.layer != "channels_scale":
+                found.append(f"--redis-cluster needs --layer channels_scale, not {self.layer}")
         if self.redis_password == "":
             found.append("--redis-password must not be empty")
         return found

@@ -39,6 +39,13 @@ from channels_scale.stack.preflight import (
     write_private,
 )
 from channels_scale.stack.processes import ProcessId, children_of
+from channels_scale.stack.topology import (
+    ClusterNode,
+    cluster_url,
+    create_cluster,
+    find_redis_cli,
+    plan_nodes,
+)
 
 __all__ = ["Stack", "find_binary"]
 
@@ -63,6 +70,9 @@ class Stack:
         self.notes: list[str] = []
         self._redis_port: int | None = None
         self._redis_password: str | None = None
+        #: the private cluster's nodes (``--redis-cluster N``) and the redis-cli that makes it
+        self._cluster: tuple[ClusterNode, ...] = ()
+        self._redis_cli = ""
         self._secrets: dict[str, str] = {}
         self._lock = control.RunLock(self.layout)
         self._supervisord: subprocess.Popen[bytes] | None = None
@@ -96,6 +106,8 @@ class Stack:
             self._write_configs(binaries)
             self._check_lb_config(binaries)
             self._launch(binaries)
+            if self._cluster:  # its nodes run under supervisor now: give them the slots
+                create_cluster(self._redis_cli, self._cluster, self._redis_password)
             self._wait_healthy()
             self.layer_summary = readiness.check(self)
         except BaseException:
@@ -155,7 +167,11 @@ class Stack:
                 f"port {options.port} on {options.host} is in use: choose another with --port"
             )
         if options.redis_url is None:
-            self._redis_port = options.redis_port or free_port()
+            if options.redis_cluster:
+                self._redis_cli = find_redis_cli()
+                self._cluster = plan_nodes(options.redis_cluster, self.layout.redis_dir)
+            else:
+                self._redis_port = options.redis_port or free_port()
             self._redis_password = options.redis_password
             if self._redis_password is None:
                 self._redis_password = run_dir_secret(self.layout.redis_password_file)
@@ -164,7 +180,11 @@ class Stack:
                     f"Redis password: generated for this run dir, in "
                     f"{self.layout.redis_password_file} (mode 0600)"
                 )
-            self.redis_url = private_redis_url(self._redis_port, self._redis_password)
+            self.redis_url = (
+                cluster_url(self._cluster, self._redis_password)
+                if self._cluster
+                else private_redis_url(self._redis_port or 0, self._redis_password)
+            )
         else:
             check_redis(options.redis_url, options.layer)
         self._probe_app()
@@ -255,6 +275,7 @@ class Stack:
                 open_files=open_files,
                 secrets=self._secrets,
                 redis_conf=layout.redis_conf if self._redis_password is not None else None,
+                cluster_nodes=self._cluster,
             ),
         )  # fmt: skip
         if options.lb == "nginx":
