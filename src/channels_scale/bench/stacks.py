@@ -257,7 +257,7 @@ def django_target(name: str, workers: int, redis_topology: str = "single") -> It
 
             yield Target(
                 name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids,
-                nodes,
+                redis_nodes=nodes,
             )  # fmt: skip
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
