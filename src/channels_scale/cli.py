@@ -74,6 +74,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         port=args.port,
         redis_url=args.redis,
         lb=args.lb,
+        http_port=args.http_port,
         server=args.server,
         layer=args.layer,
         consumer=args.consumer,
@@ -113,6 +114,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.start()
         console.print(stack.layer_summary, markup=False, soft_wrap=True)
         console.print(f"channels-scale is up: {stack.http_url}/", markup=False)
+        if options.lb == "direct":
+            console.print(
+                f"nginx (HTTP and static files, no websockets): "
+                f"http://{options.host}:{options.lb_http_port}/",
+                markup=False,
+            )
         for note in stack.notes:
             console.print(note, markup=False, soft_wrap=True)
         console.print(_process_table(stack.layout, stack.processes()))
@@ -257,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="password of the private Redis (default: one generated per run dir, kept in "
         "RUN_DIR/redis/password)",
     )  # fmt: skip
-    up.add_argument("--lb", choices=LOAD_BALANCERS, default="nginx", help="load balancer")
+    up.add_argument(
+        "--lb", choices=LOAD_BALANCERS, default="nginx",
+        help="load balancer: nginx/haproxy proxy HTTP, nginx-stream/haproxy-tcp proxy TCP, direct: "
+        "the workers share --port (SO_REUSEPORT) and nginx serves HTTP on --http-port "
+        "(docs/operations.md)",
+    )  # fmt: skip
+    up.add_argument(
+        "--http-port", type=port_number, default=None,
+        help="with --lb direct: nginx's HTTP and static port (default: --port + 1)",
+    )  # fmt: skip
     up.add_argument("--server", choices=SERVERS, default="uvicorn", help="ASGI server")
     up.add_argument("--layer", choices=LAYERS, default=StackOptions.layer, help="channel layer")
     up.add_argument("--consumer", choices=CONSUMERS, default="ours",

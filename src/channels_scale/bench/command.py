@@ -36,6 +36,7 @@ from channels_scale.bench.endpoint import (
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
 from channels_scale.exceptions import ConfigError
+from channels_scale.stack.options import LOAD_BALANCERS, StackOptions
 
 DEFAULT_STACKS = ",".join(STACKS)
 DEFAULT_OUT = Path("bench-results")
@@ -112,6 +113,13 @@ def _common() -> argparse.ArgumentParser:
         type=positive_int,
         default=2,
         help="ASGI workers of each Django stack (default 2)",
+    )
+    common.add_argument(
+        "--lb",
+        choices=LOAD_BALANCERS,
+        default=None,
+        help=f"load balancer mode of each Django stack (channels-scale up --lb; default "
+        f"{StackOptions.lb}); the report gives its own CPU per 1k deliveries",
     )
     common.add_argument(
         "--subs", type=positive_int, help="subscribers in the room (fanout, churn, saturate)"
@@ -228,6 +236,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         stacks=args.stacks or parse_stacks(DEFAULT_STACKS),
         url=args.url,
         workers=args.workers,
+        lb=args.lb,
         subs=args.subs,
         msgs=args.msgs,
         rate=args.rate,
@@ -263,6 +272,8 @@ def command_line(cfg: BenchConfig) -> str:
         parts += ["--stacks", ",".join(cfg.stacks)]
     if cfg.workers != 2:
         parts += ["--workers", str(cfg.workers)]
+    if cfg.lb is not None:
+        parts += ["--lb", cfg.lb]
     for name in ("subs", "msgs", "rate", "duration", "clients", "room_size"):
         value = getattr(cfg, name)
         if value is not None:

@@ -82,6 +82,8 @@ class BenchConfig:
     stacks: list[str] = field(default_factory=lambda: ["ceiling"])
     url: str | None = None
     workers: int = 2
+    #: ``--lb`` of the Django stacks (None: ``channels-scale up``'s default)
+    lb: str | None = None
     subs: int | None = None
     msgs: int | None = None
     rate: float | None = None
@@ -111,6 +113,7 @@ class BenchConfig:
             stacks=stacks if self.url is None else ["url"],
             url=self.url,
             workers=self.workers,
+            lb=self.lb,
             bound_ms=self.bound_ms,
             procs=self.procs,
             client_lib=self.client_lib,
@@ -451,8 +454,11 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
     record: dict[str, Any] = {"stack": name, "ok": False, "error": None}
     cfg.out.mkdir(parents=True, exist_ok=True)
     try:
-        with open_target(name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url) as target:
+        with open_target(
+            name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url, lb=cfg.lb
+        ) as target:
             record.update(
+                lb=target.lb,
                 description=target.description,
                 ws_url=target.ws_url,
                 processes=target.processes,

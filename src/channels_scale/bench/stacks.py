@@ -12,8 +12,9 @@ url         any running deployment (``--url``): ``/ws/broadcast/<room>/`` or the
             ``--path``/``--frame`` (:mod:`channels_scale.bench.endpoint`)
 ==========  ==================================================================================
 
-The three Django stacks run with the same worker count, a private Redis and nginx, each in its own
-temporary run directory, torn down fully before the next one starts.
+The three Django stacks run with the same worker count, a private Redis and the load balancer of
+``--lb`` (``up``'s default when not given), each in its own temporary run directory, torn down fully
+before the next one starts.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Target:
     """A running stack the load generator can hit.
 
     ``pids`` returns the server-side processes to meter (empty when unknown, as for ``--url``);
-    ``processes`` is how many server processes serve websockets (the ceiling: always 1).
+    ``processes`` is how many server processes serve websockets (the ceiling: always 1);
+    ``lb``: the ``--lb`` mode of a Django stack (None: no load balancer of ours).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Target:
     processes: int | None
     redis_url: str | None
     pids: Callable[[], list[int]]
+    lb: str | None = None
 
 
 def parse_stacks(text: str) -> list[str]:
@@ -187,8 +190,11 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def django_target(name: str, workers: int) -> Iterator[Target]:
+def django_target(name: str, workers: int, lb: str | None = None) -> Iterator[Target]:
     """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
+
+    ``lb``: the load balancer mode (``up --lb``; None: its default). The bench connects to the
+    stack's public port, whatever serves it (the workers themselves with ``direct``).
 
     The run directory is a fresh temporary directory (short, so unix socket paths fit) removed
     afterwards. Raises :class:`StackError` when the stack does not come up.
@@ -204,7 +210,7 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
         run_dir=run_dir,
         layer=layer,
         consumer=consumer,
-        lb="nginx",
+        lb=lb or StackOptions.lb,
         server="uvicorn",
         redis_url=None,
     )
@@ -219,14 +225,15 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
                 )
 
             yield Target(
-                name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids
-            )
+                name, stack.ws_url, f"{DESCRIPTIONS[name]}, --lb {options.lb}", workers,
+                stack.redis_url or None, pids, options.lb,
+            )  # fmt: skip
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def open_target(
-    name: str, *, workers: int, log_dir: Path, url: str | None = None
+    name: str, *, workers: int, log_dir: Path, url: str | None = None, lb: str | None = None
 ) -> contextlib.AbstractContextManager[Target]:
     """The context manager that starts (and on exit stops) the stack called ``name``."""
     if name == "url":
@@ -234,7 +241,7 @@ def open_target(
     if name == "ceiling":
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
-        return django_target(name, workers)
+        return django_target(name, workers, lb)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
 
 
