@@ -25,6 +25,8 @@ from channels_scale.settings import LAYERS
 from channels_scale.stack.health import worker_health
 from channels_scale.stack.options import (
     CONSUMERS,
+    DAPHNE_LB,
+    DEFAULT_LB,
     EXAMPLE_APP,
     EXAMPLE_DIR,
     EXAMPLE_INSTALLED,
@@ -73,7 +75,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         host=args.host,
         port=args.port,
         redis_url=args.redis,
-        lb=args.lb,
+        lb=args.lb or (DEFAULT_LB if args.server == "uvicorn" else DAPHNE_LB),
         http_port=args.http_port,
         server=args.server,
         layer=args.layer,
@@ -117,7 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if options.lb == "direct":
             console.print(
                 f"nginx (HTTP and static files, no websockets): "
-                f"http://{options.host}:{options.lb_http_port}/",
+                f"http://{options.host}:{stack.options.lb_http_port}/",
                 markup=False,
             )
         for note in stack.notes:
@@ -265,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
         "RUN_DIR/redis/password)",
     )  # fmt: skip
     up.add_argument(
-        "--lb", choices=LOAD_BALANCERS, default="nginx",
+        "--lb", choices=LOAD_BALANCERS, default=None,
         help="load balancer: nginx/haproxy proxy HTTP, nginx-stream/haproxy-tcp proxy TCP, direct: "
         "the workers share --port (SO_REUSEPORT) and nginx serves HTTP on --http-port "
-        "(docs/operations.md)",
+        f"(docs/operations.md) (default: {DEFAULT_LB}; {DAPHNE_LB} with --server daphne)",
     )  # fmt: skip
     up.add_argument(
         "--http-port", type=port_number, default=None,
-        help="with --lb direct: nginx's HTTP and static port (default: --port + 1)",
+        help="with --lb direct: nginx's HTTP and static port (default: a free port, printed)",
     )  # fmt: skip
     up.add_argument("--server", choices=SERVERS, default="uvicorn", help="ASGI server")
     up.add_argument("--layer", choices=LAYERS, default=StackOptions.layer, help="channel layer")

@@ -34,6 +34,10 @@ EXAMPLE_SETTINGS = "config.settings"
 #: haproxy-tcp proxy TCP (L4); direct: the workers share the public port (SO_REUSEPORT) and nginx
 #: serves HTTP and static files on ``http_port`` (docs/operations.md, stack/lbconfigs.py).
 LOAD_BALANCERS = ("nginx", "nginx-stream", "haproxy", "haproxy-tcp", "direct")
+#: ``--lb`` when not given: the cheapest measured that keeps the Host/Origin checks, per-worker
+#: health and rolling restarts (docs/operations.md); daphne workers get :data:`DAPHNE_LB`.
+DEFAULT_LB = "direct"
+DAPHNE_LB = "nginx"
 SERVERS = ("uvicorn", "daphne")
 CONSUMERS = ("ours", "channels")
 
@@ -53,7 +57,8 @@ class StackOptions:
         host, port: where the load balancer listens.
         redis_url: an existing Redis; None starts a private redis-server in the run directory.
         lb: one of :data:`LOAD_BALANCERS`.
-        http_port: with ``--lb direct``, where nginx serves HTTP and static files (None: port + 1).
+        http_port: with ``--lb direct``, where nginx serves HTTP and static files (None: a free
+            port, chosen by ``Stack.start`` and printed by ``up``).
         server: ``uvicorn`` or ``daphne``.
         layer: ``channels_scale``, ``channels_redis`` or ``channels_redis_pubsub``.
         consumer: ``ours`` or ``channels``: which consumer family the example's endpoints use.
@@ -78,7 +83,7 @@ class StackOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = None
-    lb: str = "nginx"
+    lb: str = DEFAULT_LB
     http_port: int | None = None
     server: str = "uvicorn"
     layer: str = DEFAULT_LAYER
@@ -135,7 +140,9 @@ class StackOptions:
         """Where nginx serves HTTP in ``direct`` mode (the public port in the other modes)."""
         if self.lb != "direct":
             return self.port
-        return self.http_port if self.http_port is not None else self.port + 1
+        if self.http_port is None:
+            raise ValueError("no http_port yet: Stack.start chooses a free one")
+        return self.http_port
 
     def _lb_problems(self) -> list[str]:
         if self.lb not in LOAD_BALANCERS:
@@ -149,7 +156,9 @@ class StackOptions:
                 f"--lb direct shares the port through uvicorn: --server {self.server} is not "
                 "supported with it; use --lb nginx"
             ]
-        if not 0 < self.lb_http_port < 65536 or self.lb_http_port == self.port:
+        if self.http_port is not None and (
+            not 0 < self.http_port < 65536 or self.http_port == self.port
+        ):
             return [f"--http-port must be a port other than --port ({self.port}), 1-65535"]
         return []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -154,6 +155,9 @@ class Stack:
             raise ConfigError(
                 f"port {options.port} on {options.host} is in use: choose another with --port"
             )
+        if options.lb == "direct" and options.http_port is None:
+            # A free port rather than a fixed offset: `up` prints it (and --http-port fixes it).
+            self.options = options = dataclasses.replace(options, http_port=free_port(options.host))
         if options.lb == "direct" and port_in_use(options.host, options.lb_http_port):
             raise ConfigError(
                 f"port {options.lb_http_port} on {options.host} (nginx's HTTP port with --lb "
