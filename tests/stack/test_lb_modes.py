@@ -21,7 +21,7 @@ from channels_scale.stack.lbconfigs import adapt_worker_command
 from channels_scale.stack.options import RunLayout, StackOptions
 from channels_scale.stack.restart import _drain
 from channels_scale.stack.reuseport import parse_listen, trust_forwarded_on_unix_socket
-from tests.conftest import example_environment
+from tests.conftest import RedisProcess, example_environment
 from tests.stack.test_cli_errors import _assert_clean_failure
 from tests.stackrunner import RunningStack, run_cli
 
@@ -31,16 +31,23 @@ MODES = ("nginx-stream", "haproxy-tcp", "direct")
 
 
 @pytest.fixture(scope="module")
-def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningStack]]:
+def stacks(
+    tmp_path_factory: pytest.TempPathFactory, shared_redis: RedisProcess
+) -> Iterator[dict[str, RunningStack]]:
     root = tmp_path_factory.mktemp("lbmodes")
     env = example_environment(root)
     started: dict[str, RunningStack] = {}
+    # Every port is chosen here, before any stack starts: a private Redis each would pick its
+    # port (free_port) while the other stacks' chosen ports are not bound yet, and could take one.
+    ports = {mode: free_port() for mode in MODES}
+    http_port = free_port()
     try:
         for mode in MODES:
-            extra = ["--http-port", str(free_port())] if mode == "direct" else []
+            extra = ["--http-port", str(http_port)] if mode == "direct" else []
             started[mode] = RunningStack(
-                ["--workers", "2", "--lb", mode, "--insecure-secret-key", *extra],
-                env, root / mode, free_port(),
+                ["--workers", "2", "--lb", mode, "--insecure-secret-key", "--redis",
+                 shared_redis.url, *extra],
+                env, root / mode, ports[mode],
             )  # fmt: skip
         for stack in started.values():
             stack.wait_up(timeout=120)
