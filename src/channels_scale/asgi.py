@@ -46,6 +46,9 @@ CONTROL_TOKEN_FILE_ENV = "CHANNELS_SCALE_CONTROL_TOKEN_FILE"
 READY_TIMEOUT_S = 2.0
 #: Django setting: origins (or ``ALLOWED_HOSTS``-style host patterns) whose pages may connect.
 ALLOWED_ORIGINS_SETTING = "CHANNELS_SCALE_ALLOWED_ORIGINS"
+#: Called once, in order, when a worker starts draining, before ``POST /drainz`` answers: the
+#: ``--lb direct`` worker (stack/reuseport.py) closes its share of the public port here.
+DRAIN_HOOKS: list[Callable[[], object]] = []
 
 
 class WorkerMiddleware:
@@ -163,7 +166,10 @@ class WorkerMiddleware:
         if scope["method"] != "POST" or token is None or not hmac.compare_digest(given, token):
             await _json_response(send, 403, {"error": "POST with the run directory's token"})
             return
-        self.draining = True
+        if not self.draining:
+            self.draining = True
+            for hook in DRAIN_HOOKS:
+                hook()
         query = dict(
             part.partition("=")[::2] for part in scope["query_string"].decode().split("&") if part
         )

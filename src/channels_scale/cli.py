@@ -25,6 +25,7 @@ from channels_scale.settings import LAYERS
 from channels_scale.stack.health import worker_health
 from channels_scale.stack.options import (
     CONSUMERS,
+    DEFAULT_LB,
     EXAMPLE_APP,
     EXAMPLE_DIR,
     EXAMPLE_INSTALLED,
@@ -73,7 +74,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
         host=args.host,
         port=args.port,
         redis_url=args.redis,
-        lb=args.lb,
+        lb=args.lb or DEFAULT_LB,
+        http_port=args.http_port,
         server=args.server,
         layer=args.layer,
         consumer=args.consumer,
@@ -114,6 +116,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.start()
         console.print(stack.layer_summary, markup=False, soft_wrap=True)
         console.print(f"channels-scale is up: {stack.http_url}/", markup=False)
+        if options.lb == "direct":
+            console.print(
+                f"nginx (HTTP and static files, no websockets): "
+                f"http://{options.host}:{stack.options.lb_http_port}/",
+                markup=False,
+            )
         for note in stack.notes:
             console.print(note, markup=False, soft_wrap=True)
         console.print(_process_table(stack.layout, stack.processes()))
@@ -267,7 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="password of the private Redis (default: one generated per run dir, kept in "
         "RUN_DIR/redis/password)",
     )  # fmt: skip
-    up.add_argument("--lb", choices=LOAD_BALANCERS, default="nginx", help="load balancer")
+    up.add_argument(
+        "--lb", choices=LOAD_BALANCERS, default=None,
+        help="load balancer: nginx/haproxy proxy HTTP, nginx-stream/haproxy-tcp proxy TCP, direct: "
+        "the workers share --port (SO_REUSEPORT) and nginx serves HTTP on --http-port "
+        f"(docs/operations.md) (default: {DEFAULT_LB})",
+    )  # fmt: skip
+    up.add_argument(
+        "--http-port", type=port_number, default=None,
+        help="with --lb direct: nginx's HTTP and static port (default: a free port, printed)",
+    )  # fmt: skip
     up.add_argument("--server", choices=SERVERS, default="uvicorn", help="ASGI server")
     up.add_argument("--layer", choices=LAYERS, default=StackOptions.layer, help="channel layer")
     up.add_argument("--consumer", choices=CONSUMERS, default="ours",

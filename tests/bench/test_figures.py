@@ -139,7 +139,9 @@ def _figures(lost: int, p99_us: int) -> object:
         clients=[ClientCpu(cpu_s=0.95, wall_s=1.0)],
         connection_errors=0,
         errors=[],
-        costs=ServerCosts(cpu_s=0.5, redis_commands={"publish": 200}),
+        costs=ServerCosts(
+            cpu_s=0.5, cpu_by_role={"worker": 0.3, "lb": 0.2}, redis_commands={"publish": 200}
+        ),
     )
 
 
@@ -152,6 +154,7 @@ def test_delivery_figures() -> None:
     assert f.window_s == 20  # last receipt 20 s after the first scheduled send
     assert f.deliveries_per_s == pytest.approx(4.5)
     assert f.server_cpu_ms_per_1k == pytest.approx(0.5 * 1e6 / 90)
+    assert f.lb_cpu_ms_per_1k == pytest.approx(0.2 * 1e6 / 90)  # the load balancer's own share
     assert f.redis_commands_per_frame == 2.0
     assert f.client_saturated
     data = f.to_json()

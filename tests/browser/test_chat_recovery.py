@@ -67,7 +67,7 @@ def worker_of_single_connection(stack: RunningStack) -> dict[str, Any]:
 async def test_killed_worker_client_resumes_without_loss_and_presence_follows(
     browser: Any, example_db: dict[str, str], start_stack: Any
 ) -> None:
-    stack: RunningStack = start_stack("--workers", "2")
+    stack: RunningStack = start_stack("--workers", "2", "--lb", "nginx")
     base = f"http://127.0.0.1:{stack.port}"
 
     first = await logged_in_room(browser, base, "demo", "e2e")

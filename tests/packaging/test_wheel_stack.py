@@ -93,7 +93,7 @@ async def test_bundled_example_runs_with_no_app(server_venv: Venv, tmp_path: Pat
     )
     assert (example / "config" / "settings.py").is_file()
     try:
-        _up(server_venv, run_dir, port, "--workers", "1")
+        _up(server_venv, run_dir, port, "--workers", "1", "--lb", "nginx")
         _runs_from(server_venv, run_dir)
         base = f"http://127.0.0.1:{port}"
 

@@ -211,7 +211,7 @@ async def test_hostile_inputs_get_their_documented_answers(
     # the stack with example_env).
     example_env["SECRET_KEY"] = secrets.token_urlsafe(50)
     tokens = Tokens(example_env["SECRET_KEY"], _chat_users(example_env))
-    stack: RunningStack = start_stack("--workers", "2")
+    stack: RunningStack = start_stack("--workers", "2", "--lb", "nginx")
     port = stack.port
     before = _health(stack)
     sessions, terminal, handshakes = _probes()

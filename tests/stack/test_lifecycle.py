@@ -45,7 +45,7 @@ def test_stop_and_refused_ups_leave_everything_else_alone(
     bystanders: list[subprocess.Popen[bytes]],
 ) -> None:
     example_env["SECRET_KEY"] = "a-key-from-the-environment-of-this-test"
-    stack: RunningStack = start_stack("--workers", "1")
+    stack: RunningStack = start_stack("--workers", "1", "--lb", "nginx")
     run_dir = stack.run_dir.resolve()  # tmp_path/run0
     members = stack_members(run_dir)
     assert "SECRET_KEY: from the environment" in "".join(stack.output)
@@ -146,7 +146,8 @@ def test_detach_status_down_and_secrets(tmp_path: Path, example_env: dict[str, s
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=redis_port).ping()
         assert redis.Redis(port=redis_port, password=password).ping()
-        worker = next(m for m in members[1:] if b"uvicorn" in _cmdline(m.pid))
+        # (uvicorn, or with the default --lb direct the launcher of stack/reuseport.py)
+        worker = next(m for m in members[1:] if b"stack.app:application" in _cmdline(m.pid))
         assert key_file.read_text().strip().encode() in _environ(worker.pid)
         for member in members:
             assert password.encode() not in _cmdline(member.pid)

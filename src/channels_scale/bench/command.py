@@ -36,6 +36,7 @@ from channels_scale.bench.endpoint import (
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
 from channels_scale.exceptions import ConfigError
+from channels_scale.stack.options import LOAD_BALANCERS, StackOptions
 
 DEFAULT_STACKS = ",".join(STACKS)
 DEFAULT_OUT = Path("bench-results")
@@ -130,6 +131,13 @@ def _common() -> argparse.ArgumentParser:
         help="run the ours stack once on each Redis topology, comma-separated: single, shards:K "
         "(K private redis-servers) or cluster:N (a private N-master Redis Cluster); adds CPU "
         "and commands per Redis node (fanout, saturate, rooms)",
+    )
+    common.add_argument(
+        "--lb",
+        choices=LOAD_BALANCERS,
+        default=None,
+        help=f"load balancer mode of each Django stack (channels-scale up --lb; default "
+        f"{StackOptions.lb}); the report gives its own CPU per 1k deliveries",
     )
     common.add_argument(
         "--subs", type=positive_int, help="subscribers in the room (fanout, churn, saturate)"
@@ -246,6 +254,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         stacks=args.stacks or parse_stacks(DEFAULT_STACKS),
         url=args.url,
         workers=args.workers,
+        lb=args.lb,
         subs=args.subs,
         msgs=args.msgs,
         rate=args.rate,
@@ -282,6 +291,8 @@ def command_line(cfg: BenchConfig) -> str:
         parts += ["--stacks", ",".join(cfg.stacks)]
     if cfg.workers != 2:
         parts += ["--workers", str(cfg.workers)]
+    if cfg.lb is not None:
+        parts += ["--lb", cfg.lb]
     for name in ("subs", "msgs", "rate", "duration", "clients", "room_size"):
         value = getattr(cfg, name)
         if value is not None:

@@ -194,6 +194,8 @@ class PhaseFigures:
     redis_bytes_in_per_frame: float | None
     redis_bytes_out_per_frame: float | None
     other_load: float | None
+    #: the load balancer's own CPU (role ``lb``: nginx, HAProxy) per 1,000 deliveries
+    lb_cpu_ms_per_1k: float | None = None
 
     def held(self, bound_ms: float) -> bool:
         """True when nothing was lost and p99 latency stayed within ``bound_ms``."""
@@ -289,6 +291,7 @@ def delivery_figures(
         redis_bytes_in_per_frame=per_unit(costs.redis_bytes_in, sent),
         redis_bytes_out_per_frame=per_unit(costs.redis_bytes_out, sent),
         other_load=_other_load(costs, client_cpu),
+        lb_cpu_ms_per_1k=per_unit(costs.cpu_by_role.get("lb"), deliveries, 1e6),
     )
 
 

@@ -124,6 +124,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
     header += [f"÷ {b}" for b in BASELINES]
     header += ["p50 ms", "p99 ms", "p99.9 ms", "max ms", "lost", "dup", "reordered"]
     header += ["server CPU ms /1k deliveries"] + [f"÷ {b}" for b in BASELINES]
+    header += ["of which LB"]
     header += ["Redis cmds /frame", "Redis bytes in/out /frame", "client CPU max", "other load"]
     rows = []
     for record in doc["stacks"]:
@@ -140,7 +141,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
         )
         rows.append(
             [
-                record["stack"],
+                record["stack"] + (f" (--lb {record['lb']})" if record.get("lb") else ""),
                 _num(f["offered_deliveries_per_s"]),
                 _num(f["deliveries_per_s"]),
                 *(_ratio(f["deliveries_per_s"], _baseline(doc, b, dps)) for b in BASELINES),
@@ -153,6 +154,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
                 _num(f["reordered"]),
                 _num(f["server_cpu_ms_per_1k"], "{:,.0f}"),
                 *(_ratio(f["server_cpu_ms_per_1k"], _baseline(doc, b, cpu)) for b in BASELINES),
+                _num(f.get("lb_cpu_ms_per_1k"), "{:,.1f}"),
                 _num(f["redis_commands_per_frame"], "{:,.1f}"),
                 bytes_io,
                 f"{busiest:.0%}" + (" (saturated)" if f.get("client_saturated") else ""),

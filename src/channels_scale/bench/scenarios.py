@@ -83,6 +83,8 @@ class BenchConfig:
     stacks: list[str] = field(default_factory=lambda: ["ceiling"])
     url: str | None = None
     workers: int = 2
+    #: ``--lb`` of the Django stacks (None: ``channels-scale up``'s default)
+    lb: str | None = None
     subs: int | None = None
     msgs: int | None = None
     rate: float | None = None
@@ -115,6 +117,7 @@ class BenchConfig:
             stacks=stacks if self.url is None else ["url"],
             url=self.url,
             workers=self.workers,
+            lb=self.lb,
             bound_ms=self.bound_ms,
             procs=self.procs,
             client_lib=self.client_lib,
@@ -469,9 +472,10 @@ def run_stack(
     try:
         with open_target(
             name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url,
-            redis_topology=redis_topology,
+            redis_topology=redis_topology, lb=cfg.lb,
         ) as target:  # fmt: skip
             record.update(
+                lb=target.lb,
                 description=target.description,
                 ws_url=target.ws_url,
                 processes=target.processes,

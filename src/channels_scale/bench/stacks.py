@@ -14,8 +14,9 @@ url         any running deployment (``--url``): ``/ws/broadcast/<room>/`` or the
             ``--path``/``--frame`` (:mod:`channels_scale.bench.endpoint`)
 ==========  ==================================================================================
 
-The three Django stacks run with the same worker count, a private Redis and nginx, each in its own
-temporary run directory, torn down fully before the next one starts.
+The three Django stacks run with the same worker count, a private Redis and the load balancer of
+``--lb`` (``up``'s default when not given), each in its own temporary run directory, torn down fully
+before the next one starts.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Target:
     ``pids`` returns the server-side processes to meter (empty when unknown, as for ``--url``);
     ``processes`` is how many server processes serve websockets (the ceiling: always 1);
     ``wire`` what clients speak around the bench frame (:mod:`channels_scale.bench.wire`).
+    ``lb``: the ``--lb`` mode of a Django stack (None: no load balancer of ours).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Target:
     wire: str = DEFAULT_WIRE
     #: one plain URL per Redis node (shard or cluster master), each metered on its own
     redis_nodes: tuple[str, ...] = ()
+    lb: str | None = None
 
 
 def parse_stacks(text: str) -> list[str]:
@@ -203,8 +206,13 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def django_target(name: str, workers: int, redis_topology: str = "single") -> Iterator[Target]:
+def django_target(
+    name: str, workers: int, redis_topology: str = "single", lb: str | None = None
+) -> Iterator[Target]:
     """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
+
+    ``lb``: the load balancer mode (``up --lb``; None: its default). The bench connects to the
+    stack's public port, whatever serves it (the workers themselves with ``direct``).
 
     The run directory is a fresh temporary directory (short, so unix socket paths fit) removed
     afterwards. ``redis_topology`` (:func:`~channels_scale.stack.topology.parse_topology`):
@@ -233,7 +241,7 @@ def django_target(name: str, workers: int, redis_topology: str = "single") -> It
                 run_dir=run_dir,
                 layer=layer,
                 consumer=consumer,
-                lb="nginx",
+                lb=lb or StackOptions.lb,
                 server="uvicorn",
                 redis_url=",".join(url for url, _ in shards) or None,
                 redis_cluster=count if kind == "cluster" else 0,
@@ -256,8 +264,8 @@ def django_target(name: str, workers: int, redis_topology: str = "single") -> It
                 )
 
             yield Target(
-                name, stack.ws_url, DESCRIPTIONS[name], workers, stack.redis_url or None, pids,
-                redis_nodes=nodes,
+                name, stack.ws_url, f"{DESCRIPTIONS[name]}, --lb {options.lb}", workers,
+                stack.redis_url or None, pids, redis_nodes=nodes, lb=options.lb,
             )  # fmt: skip
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -286,6 +294,7 @@ def open_target(
     log_dir: Path,
     url: str | None = None,
     redis_topology: str = "single",
+    lb: str | None = None,
 ) -> contextlib.AbstractContextManager[Target]:
     """The context manager that starts (and on exit stops) the stack called ``name``."""
     if redis_topology != "single" and name != "ours":
@@ -295,7 +304,7 @@ def open_target(
     if name == "ceiling":
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
-        return django_target(name, workers, redis_topology)
+        return django_target(name, workers, redis_topology, lb)
     if name == "socketio":
         return socketio_stack(workers, log_dir)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")

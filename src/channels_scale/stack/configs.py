@@ -187,13 +187,17 @@ def render_supervisord(
             "redirect_stderr=true",
             "",
         ]
+    from channels_scale.stack.lbconfigs import adapt_worker_command, lb_program
+
     env = worker_environment(options, redis_url, serve_static, secrets)
     env_items = [f'{WORKER_ID_ENV}="%(process_num)d"']
     env_items += [f"{key}={_supervisor_value(value)}" for key, value in env.items()]
     lines += [
         "[program:worker]",
         "command="
-        + _command(worker_command(options, layout)).replace("%%(process_num)d", "%(process_num)d"),
+        + _command(adapt_worker_command(options, layout, worker_command(options, layout))).replace(
+            "%%(process_num)d", "%(process_num)d"
+        ),
         "process_name=worker-%(process_num)d",
         f"numprocs={options.workers}",
         "numprocs_start=0",
@@ -211,7 +215,7 @@ def render_supervisord(
         "redirect_stderr=true",
         "",
     ]
-    if options.lb == "nginx" and binaries.nginx:
+    if lb_program(options.lb) == "nginx" and binaries.nginx:
         command = [
             binaries.nginx,
             "-p",

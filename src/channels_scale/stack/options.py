@@ -30,7 +30,13 @@ EXAMPLE_INSTALLED = EXAMPLE_DIR.parent == Path(channels_scale.__file__).resolve(
 EXAMPLE_APP = "config.asgi:application"
 EXAMPLE_SETTINGS = "config.settings"
 
-LOAD_BALANCERS = ("nginx", "haproxy")
+#: ``--lb``: nginx / haproxy proxy HTTP (websockets as upgraded tunnels); nginx-stream /
+#: haproxy-tcp proxy TCP (L4); direct: the workers share the public port (SO_REUSEPORT) and nginx
+#: serves HTTP and static files on ``http_port`` (docs/operations.md, stack/lbconfigs.py).
+LOAD_BALANCERS = ("nginx", "nginx-stream", "haproxy", "haproxy-tcp", "direct")
+#: ``--lb`` when not given: nginx in front, as in the recipe; ``direct`` costs less CPU per delivery
+#: but fell behind under CPU contention (docs/operations.md, "Which mode is the default").
+DEFAULT_LB = "nginx"
 SERVERS = ("uvicorn", "daphne")
 CONSUMERS = ("ours", "channels")
 
@@ -49,7 +55,9 @@ class StackOptions:
         workers: number of ASGI worker processes, each on its own unix socket.
         host, port: where the load balancer listens.
         redis_url: an existing Redis; None starts a private redis-server in the run directory.
-        lb: ``nginx`` or ``haproxy``.
+        lb: one of :data:`LOAD_BALANCERS`.
+        http_port: with ``--lb direct``, where nginx serves HTTP and static files (None: a free
+            port, chosen by ``Stack.start`` and printed by ``up``).
         server: ``uvicorn`` or ``daphne``.
         layer: ``channels_scale``, ``channels_redis`` or ``channels_redis_pubsub``.
         consumer: ``ours`` or ``channels``: which consumer family the example's endpoints use.
@@ -76,7 +84,8 @@ class StackOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = None
-    lb: str = "nginx"
+    lb: str = DEFAULT_LB
+    http_port: int | None = None
     server: str = "uvicorn"
     layer: str = DEFAULT_LAYER
     consumer: str = "ours"
@@ -106,8 +115,7 @@ class StackOptions:
             found.append(f"--workers must be at least 1, not {self.workers}")
         if not 0 < self.port < 65536:
             found.append(f"--port must be between 1 and 65535, not {self.port}")
-        if self.lb not in LOAD_BALANCERS:
-            found.append(f"--lb must be one of {', '.join(LOAD_BALANCERS)}, not {self.lb!r}")
+        found += self._lb_problems()
         if self.server not in SERVERS:
             found.append(f"--server must be one of {', '.join(SERVERS)}, not {self.server!r}")
         if self.layer not in LAYERS:
@@ -138,6 +146,33 @@ class StackOptions:
         if self.redis_password == "":
             found.append("--redis-password must not be empty")
         return found
+
+    @property
+    def lb_http_port(self) -> int:
+        """Where nginx serves HTTP in ``direct`` mode (the public port in the other modes)."""
+        if self.lb != "direct":
+            return self.port
+        if self.http_port is None:
+            raise ValueError("no http_port yet: Stack.start chooses a free one")
+        return self.http_port
+
+    def _lb_problems(self) -> list[str]:
+        if self.lb not in LOAD_BALANCERS:
+            return [f"--lb must be one of {', '.join(LOAD_BALANCERS)}, not {self.lb!r}"]
+        if self.http_port is not None and self.lb != "direct":
+            return [f"--http-port is for --lb direct (with --lb {self.lb} all goes to --port)"]
+        if self.lb != "direct":
+            return []
+        if self.server != "uvicorn":
+            return [
+                f"--lb direct shares the port through uvicorn: --server {self.server} is not "
+                "supported with it; use --lb nginx"
+            ]
+        if self.http_port is not None and (
+            not 0 < self.http_port < 65536 or self.http_port == self.port
+        ):
+            return [f"--http-port must be a port other than --port ({self.port}), 1-65535"]
+        return []
 
 
 @dataclass(frozen=True)

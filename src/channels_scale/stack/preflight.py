@@ -21,6 +21,7 @@ from channels_scale.exceptions import ConfigError
 from channels_scale.net import timeout_factor
 from channels_scale.settings import redact
 from channels_scale.stack.configs import Binaries
+from channels_scale.stack.lbconfigs import lb_program
 from channels_scale.stack.options import RunLayout, StackOptions
 from channels_scale.stack.probe import MARK
 
@@ -57,13 +58,14 @@ def find_binaries(options: StackOptions) -> Binaries:
             "redis-server is not installed: run ./scripts/install "
             "(or apt-get install redis-server), or pass --redis URL"
         )
-    nginx = find_binary("nginx") if options.lb == "nginx" else None
-    haproxy = find_binary("haproxy") if options.lb == "haproxy" else None
-    if options.lb == "nginx" and nginx is None:
+    program = lb_program(options.lb)  # nginx-stream and direct run nginx, haproxy-tcp HAProxy
+    nginx = find_binary("nginx") if program == "nginx" else None
+    haproxy = find_binary("haproxy") if program == "haproxy" else None
+    if program == "nginx" and nginx is None:
         raise ConfigError(
             "nginx is not installed: run ./scripts/install (or apt-get install nginx)"
         )
-    if options.lb == "haproxy" and haproxy is None:
+    if program == "haproxy" and haproxy is None:
         raise ConfigError(
             "haproxy is not installed: run ./scripts/install (or apt-get install haproxy)"
         )

@@ -198,7 +198,8 @@ def _check_http(stack: Stack) -> None:
     if status == 400 and not advice:
         advice = "Django answers 400 when the Host header is not in ALLOWED_HOSTS"
     raise ConfigError(
-        f"the app does not serve: GET {path} through {options.lb} ({host}) answered {answer}"
+        f"the app does not serve: GET {path} through {_front(options.lb)} ({host}) "
+        f"answered {answer}"
         + (f": {detail}" if detail else "")
         + (f" — {advice}" if advice else "")
         + " (--ready-path chooses the path)"
@@ -271,3 +272,8 @@ def _first_text(body: bytes) -> str:
             text = text.split(marker, 1)[1].split("<", 1)[0]
             break
     return " ".join(text.split())[:200]
+
+
+def _front(lb: str) -> str:
+    """What answers on ``--port``: with ``--lb direct`` the workers themselves."""
+    return "the workers" if lb == "direct" else lb

@@ -4,7 +4,8 @@ Rolling (``--rolling``), one worker at a time:
 
 1. the load balancer stops sending it new connections (HAProxy: ``set server workers/worker-N
    state drain`` on its stats socket; nginx: its ``server`` line gets ``down`` and nginx reloads
-   — existing tunnels stay on the old nginx workers, new ones go to the other servers);
+   — existing tunnels stay on the old nginx workers, new ones go to the other servers; direct:
+   the worker closes its listener on the shared port, and nginx's HTTP server line goes down);
 2. ``POST /drainz`` marks the worker draining (its ``/readyz`` answers 503) and closes its
    websockets with 1012 (service restart) in batches of at most 1/N of all the stack's
    websockets, waiting for each batch to reconnect elsewhere before the next: clients that
@@ -35,6 +36,7 @@ from typing import Any
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import timeout_factor
 from channels_scale.stack.health import haproxy_servers_up, worker_health
+from channels_scale.stack.lbconfigs import lb_program
 from channels_scale.stack.options import RunLayout
 from channels_scale.stack.processes import children_of
 from channels_scale.stack.readiness import worker_request
@@ -104,7 +106,12 @@ class _LoadBalancer:
         self.layout, self.lb, self.supervisor = layout, lb, supervisor
 
     def set_enabled(self, worker: int, enabled: bool) -> None:
-        if self.lb == "haproxy":
+        if self.lb == "direct" and not enabled:
+            # Its first drain call closes its listener on the shared port (stack/reuseport.py):
+            # the kernel then hands new connections to the other workers only. nginx (HTTP
+            # only in this mode) takes it out below; the restarted process rejoins by itself.
+            _drain(self.layout, worker, 0)
+        if lb_program(self.lb) == "haproxy":
             state = "ready" if enabled else "drain"
             answer = self._haproxy(f"set server workers/worker-{worker} state {state}")
             if answer.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,14 +15,14 @@ from typing import Any
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, port_in_use, timeout_factor
 from channels_scale.stack import control, overlay, readiness, restart
-from channels_scale.stack.configs import (
-    Binaries,
-    render_haproxy,
-    render_nginx,
-    render_supervisord,
-    worker_environment,
-)
+from channels_scale.stack.configs import Binaries, render_supervisord, worker_environment
 from channels_scale.stack.health import haproxy_servers_up, http_status, worker_health
+from channels_scale.stack.lbconfigs import (
+    lb_program,
+    nginx_serves_static,
+    render_lb_config,
+    workers_serve_static,
+)
 from channels_scale.stack.options import MAX_SOCKET_PATH, RunLayout, StackOptions
 from channels_scale.stack.preflight import (
     AppFacts,
@@ -166,6 +167,14 @@ class Stack:
             raise ConfigError(
                 f"port {options.port} on {options.host} is in use: choose another with --port"
             )
+        if options.lb == "direct" and options.http_port is None:
+            # A free port rather than a fixed offset: `up` prints it (and --http-port fixes it).
+            self.options = options = dataclasses.replace(options, http_port=free_port(options.host))
+        if options.lb == "direct" and port_in_use(options.host, options.lb_http_port):
+            raise ConfigError(
+                f"port {options.lb_http_port} on {options.host} (nginx's HTTP port with --lb "
+                "direct) is in use: choose another with --http-port"
+            )
         if options.redis_url is None:
             if options.redis_cluster:
                 self._redis_cli = find_redis_cli()
@@ -224,7 +233,7 @@ class Stack:
     def _probe_app(self) -> None:
         options = self.options
         env = {**os.environ, **worker_environment(options, self.redis_url, False)}
-        if options.collectstatic and options.lb == "nginx":
+        if options.collectstatic and nginx_serves_static(options.lb):
             # nginx serves STATIC_ROOT: a stale copy would serve old JS next to new code.
             env["CHANNELS_SCALE_COLLECTSTATIC"] = "1"
         generated = None
@@ -261,9 +270,9 @@ class Stack:
         options, layout = self.options, self.layout
         open_files = open_files_limit()
         static_url, static_root = self._app.static_url, self._app.static_root
-        nginx_serves_static = options.lb == "nginx" and static_root is not None
+        nginx_static = nginx_serves_static(options.lb) and static_root is not None
         if static_url and static_url.startswith("http"):
-            nginx_serves_static = False
+            nginx_static = False
         if self._redis_password is not None:
             write_private(layout.redis_conf, redis_conf(self._redis_password))
         write_private(
@@ -271,24 +280,18 @@ class Stack:
             render_supervisord(
                 options, layout, binaries, self.redis_url, self._redis_port,
                 # Django's staticfiles handler refuses to start without a STATIC_URL.
-                serve_static=bool(static_url) and not nginx_serves_static,
+                serve_static=bool(static_url) and workers_serve_static(options.lb, nginx_static),
                 open_files=open_files,
                 secrets=self._secrets,
                 redis_conf=layout.redis_conf if self._redis_password is not None else None,
                 cluster_nodes=self._cluster,
             ),
         )  # fmt: skip
-        if options.lb == "nginx":
-            layout.nginx_conf.write_text(
-                render_nginx(
-                    options, layout,
-                    static_url if nginx_serves_static else None,
-                    static_root if nginx_serves_static else None,
-                    open_files, run_as_root=os.geteuid() == 0,
-                )
-            )  # fmt: skip
-        else:
-            layout.haproxy_cfg.write_text(render_haproxy(options, layout, open_files))
+        static = (static_url, static_root) if nginx_static and static_url and static_root else None
+        path, text = render_lb_config(
+            options, layout, binaries.nginx, static, open_files, run_as_root=os.geteuid() == 0
+        )
+        path.write_text(text)
         self._write_state()
 
     def _write_state(self) -> None:
@@ -307,7 +310,7 @@ class Stack:
 
     def _check_lb_config(self, binaries: Binaries) -> None:
         layout = self.layout
-        if self.options.lb == "nginx" and binaries.nginx:
+        if lb_program(self.options.lb) == "nginx" and binaries.nginx:
             cmd = [binaries.nginx, "-t", "-q", "-p", str(layout.nginx_dir), "-c",
                    str(layout.nginx_conf), "-e", "stderr"]  # fmt: skip
         elif binaries.haproxy:
@@ -372,9 +375,13 @@ class Stack:
     def _lb_sees_every_worker(self) -> bool:
         """HAProxy marks a server down until a health check passes: wait for all to be up.
 
-        nginx has no such state (a refused socket is retried on the next server).
+        nginx has no such state (a refused socket is retried on the next server). In direct
+        mode the public port is the workers': nginx answers on the HTTP port.
         """
-        if self.options.lb != "haproxy":
+        options = self.options
+        if options.lb == "direct":
+            return http_status(options.host, options.lb_http_port, timeout=1) == 200
+        if lb_program(options.lb) != "haproxy":
             return True
         servers = haproxy_servers_up(self.layout.haproxy_socket)
         return len(servers) == self.options.workers and all(servers.values())
