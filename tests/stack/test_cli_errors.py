@@ -118,7 +118,7 @@ def test_help_shows_defaults_and_usage() -> None:
     done = run_cli("up", "--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: channels-scale up")
-    for default in ("(default: 8000)", "(default: direct;", "(default: 65536)"):
+    for default in ("(default: 8000)", "(default: nginx)", "(default: 65536)"):
         assert default in " ".join(done.stdout.split()), default
 
 
