@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from channels_scale.bench import scenarios
+from channels_scale.bench import delivery
 from channels_scale.bench.command import execute
 from channels_scale.bench.scenarios import BenchConfig
 
@@ -87,7 +87,7 @@ def test_ceiling_fanout_writes_json_markdown_png(tiny: Tiny) -> None:
 def test_saturate_steps_up_and_reports_the_highest_rate_held(
     tiny: Tiny, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scenarios, "SATURATE_MAX_STEPS", 2)
+    monkeypatch.setattr(delivery, "SATURATE_MAX_STEPS", 2)
     cfg = tiny("saturate", stacks=["ceiling"], rate=50.0, duration=1.0)
     doc, files = execute(cfg, quiet=True)
     (record,) = doc["stacks"]

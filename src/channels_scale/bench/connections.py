@@ -1,0 +1,91 @@
+"""The connection scenarios: idle (connections held, memory per connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels_scale.bench.costs import worker_rss
+from channels_scale.bench.figures import PhaseFigures
+from channels_scale.bench.loadgen import ConnSpec, PhaseReport, PhaseSpec, now_us, source_address
+from channels_scale.bench.run import Run, figures_of, step_record
+
+IDLE_STEPS = 4
+
+
+def idle(run: Run) -> dict[str, Any]:
+    cfg = run.cfg
+    clients, hold = int(cfg.get("clients")), cfg.get("duration")
+    room = run.room("idle")
+    pids = run.target.pids()
+    before = worker_rss(pids) if pids else {}
+    steps: list[dict[str, Any]] = []
+    opened_total = 0
+    for k in range(1, IDLE_STEPS + 1):
+        upto = clients * k // IDLE_STEPS
+        specs = [ConnSpec(i, room, source_address(i, clients)) for i in range(opened_total, upto)]
+        connect = run.connect(specs) if specs else {"opened": 0}
+        opened_total = upto
+        rss = worker_rss(pids) if pids else {}
+        held = connect.get("opened", 0) + (steps[-1]["held"] if steps else 0)
+        steps.append({"target": upto, "held": held, "connect": connect, "rss": sum(rss.values())})
+        run.ui.note(
+            f"  {run.target.name}: {held} idle connections, {connect.get('failed', 0)} failed"
+        )
+    figures, reports = _hold(run, max(hold, 0.5))
+    after = worker_rss(pids) if pids else {}
+    held_end = sum(r.open_at_end for r in reports)
+    per_conn = rss_slope(steps) if pids else None
+    run.ui.note(
+        f"  {run.target.name}: {held_end} held after {hold:.0f} s"
+        + (f", {per_conn / 1024:.1f} KiB RSS per connection" if per_conn else "")
+    )
+    return {
+        "steps": steps,
+        "phases": [step_record(0.0, figures, "idle")],
+        "idle": {
+            "asked": clients,
+            "held_at_end": held_end,
+            "hold_s": hold,
+            "handshake_errors": sum(s["connect"].get("failed", 0) for s in steps),
+            "connect_per_s": _mean([s["connect"].get("per_s") for s in steps]),
+            "workers_rss_before": sum(before.values()),
+            "workers_rss_after": sum(after.values()),
+            "rss_per_connection_bytes": per_conn,
+            "rss_per_connection_bytes_from_zero": (
+                (sum(after.values()) - sum(before.get(pid, 0) for pid in after)) / held_end
+                if held_end and pids
+                else None
+            ),
+            "worker_processes": len(after),
+        },
+    }
+
+
+def rss_slope(steps: list[dict[str, Any]]) -> float | None:
+    """Worker RSS added per idle connection, from the first ramp step to the last.
+
+    Measured from the first step rather than from zero so that what the first connections pay
+    once (lazy imports, caches, pools warming up) is not charged to every connection.
+    """
+    if len(steps) < 2:
+        return None
+    first, last = steps[0], steps[-1]
+    added = last["held"] - first["held"]
+    return (last["rss"] - first["rss"]) / added if added > 0 else None
+
+
+def _hold(run: Run, hold: float) -> tuple[PhaseFigures, list[PhaseReport]]:
+    run.phase_no += 1
+    spec = PhaseSpec(run.phase_no, {}, 1.0, 0, now_us() + 200_000, 0.0, hold_s=hold)
+    run.meter.start()
+    update = run.ui.phase(f"{run.target.name} hold {hold:.0f} s", 0)
+    try:
+        reports = run.lg.run_phase(spec, update)
+    finally:
+        run.ui.done()
+    return figures_of(reports, spec, 0.0, run.meter.stop()), reports
+
+
+def _mean(values: list[Any]) -> float | None:
+    found = [float(v) for v in values if v is not None]
+    return sum(found) / len(found) if found else None
