@@ -19,6 +19,8 @@ from channels_scale.bench.run import Run, one_room, step_record, summary
 SATURATE_FACTOR = 2.0
 SATURATE_MAX_STEPS = 12
 SATURATE_REFINE = 2
+SATURATE_MIN_FRAMES = 100
+SATURATE_MIN_STEP_S = 2.0
 CHURN_RATE = 10.0
 CHURN_HOLD_S = 1.0
 
@@ -92,6 +94,13 @@ def churn(run: Run) -> dict[str, Any]:
     }
 
 
+def step_frames(rate: float, duration: float) -> int:
+    """Frames one saturate step sends: ``duration`` s of them, but at least
+    :data:`SATURATE_MIN_FRAMES` and :data:`SATURATE_MIN_STEP_S` s, whichever is longer, so that
+    the step's p99 is not one frame's latency."""
+    return max(math.ceil(rate * max(duration, SATURATE_MIN_STEP_S)), SATURATE_MIN_FRAMES)
+
+
 def saturate(run: Run) -> dict[str, Any]:
     cfg = run.cfg
     subs, rate, duration = int(cfg.get("subs")), cfg.get("rate"), cfg.get("duration")
@@ -101,7 +110,7 @@ def saturate(run: Run) -> dict[str, Any]:
     steps: list[tuple[float, PhaseFigures]] = []
 
     def step(step_rate: float) -> bool:
-        msgs = max(int(step_rate * duration), 10)
+        msgs = step_frames(step_rate, duration)
         label = f"{step_rate:.0f}/s"
         figures, _ = run.phase(label, {0: room}, step_rate, msgs, audience, drain_s=drain)
         steps.append((step_rate, figures))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from channels_scale.bench.charts import charts, main_figures
-from channels_scale.bench.figures import ratio
+from channels_scale.bench.figures import MIN_SAMPLE_FRAMES, ratio
 
 SCHEMA = 1
 ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
@@ -97,6 +97,14 @@ def _pct(fig: dict[str, Any], p: float) -> Any:
     return fig["latency"]["percentiles_ms"].get(f"{p:g}")
 
 
+SMALL = "†"
+"""Marks a figure from a phase with too few frames (see ``small_sample`` in the figures)."""
+
+
+def _small(fig: dict[str, Any]) -> str:
+    return f" {SMALL}" if fig.get("small_sample") else ""
+
+
 def _baseline(doc: dict[str, Any], name: str, key: Callable[[dict[str, Any]], Any]) -> Any:
     for record in doc["stacks"]:
         if record["stack"] == name and record.get("ok"):
@@ -144,7 +152,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
                 _num(f["deliveries_per_s"]),
                 *(_ratio(f["deliveries_per_s"], _baseline(doc, b, dps)) for b in BASELINES),
                 _num(_pct(f, 50), "{:,.1f}"),
-                _num(_pct(f, 99), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}") + _small(f),
                 _num(_pct(f, 99.9), "{:,.1f}"),
                 _num(_pct(f, 100), "{:,.1f}"),
                 f"{f['lost']:,} ({f['loss_ratio']:.1%})",
@@ -178,7 +186,7 @@ def _saturate_table(doc: dict[str, Any]) -> list[str]:
             continue
         head = record.get("headline") or {}
         steps = ", ".join(
-            f"{p['rate']:.0f}: {_num(_pct(p['figures'], 99), '{:,.0f}')}"
+            f"{p['rate']:.0f}: {_num(_pct(p['figures'], 99), '{:,.0f}')}{_small(p['figures'])}"
             + ("" if p["figures"]["lost"] == 0 else f" (lost {p['figures']['lost']:,})")
             for p in record.get("phases", [])
         )
@@ -330,6 +338,7 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             "to the last, over the connections added (what the first connections pay once is "
             "left out); a connection costs this on whichever worker holds it."
         )
+    notes += _method_notes(doc)
     names = [r["stack"] for r in doc["stacks"]]
     if any(n.startswith("ceiling") for n in names):
         notes.append(
@@ -364,6 +373,35 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             + "; figures there may be bounded by the client, not the server."
         )
     return [f"- {n}" for n in notes]
+
+
+def _method_notes(doc: dict[str, Any]) -> list[str]:
+    """What the warm-up saw, and which phases had too few frames to trust their percentiles."""
+    notes = []
+    warm = [
+        f"{r['stack']} {_num(r['warmup'].get('max_ms'), '{:,.0f}')} ms"
+        for r in doc["stacks"]
+        if r.get("warmup") and r["warmup"].get("sent")
+    ]
+    if warm:
+        notes.append(
+            "Every stack was warmed up before its first measured phase (connections open, "
+            "a few frames per room sent and discarded, not counted); the slowest warm-up frame: "
+            + ", ".join(warm)
+            + "."
+        )
+    small = [
+        f"{r['stack']} {p.get('label', '')} ({p['figures']['sent']} frames)"
+        for r in doc["stacks"]
+        for p in r.get("phases") or []
+        if p["figures"].get("small_sample")
+    ]
+    if small:
+        notes.append(
+            f"{SMALL} small sample, fewer than {MIN_SAMPLE_FRAMES} frames published, so its p99 "
+            "is about one frame's latency: " + ", ".join(small) + "."
+        )
+    return notes
 
 
 # --------------------------------------------------------------------------- files
@@ -426,8 +464,13 @@ How to read the figures:
   *other load*: CPU used on the machine by anything else during the phase, in cores.
 - Ratios (`÷ recipe`, `÷ ceiling`) divide a stack's figure by the baseline's in the same run.
   Absolute numbers on a shared 2-core machine drift from run to run; the ratios hold better.
-- `saturate` doubles the rate per step of a few seconds until p99 passes the bound or a frame is
-  lost, then bisects twice; short steps make it sensitive to hiccups of a shared machine.
+- `saturate` doubles the rate per step of a few seconds (at least 100 frames and 2 s, so a step's
+  p99 is not one frame's latency) until p99 passes the bound or a frame is lost, then bisects
+  twice; short steps make it sensitive to hiccups of a shared machine.
+- Every stack is warmed up before its first measured phase: connections open, then 10 frames per
+  room sent and discarded (our layer's first `group_send` loads its Redis script, first uses
+  import and allocate); the slowest warm-up frame is given in the notes. A phase with fewer than
+  100 frames published is marked † (its percentiles are about single frames' latencies).
 
 Your own endpoint: any websocket endpoint that fans a client's frame out to everyone in a room can
 be measured with `--url` (a running deployment on loopback) and the endpoint options, e.g. a chat

@@ -68,7 +68,9 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
                 with LoadGenerator(target.ws_url, cfg.procs, library, cfg.endpoint) as lg:
                     record["client_lib"] = lg.library
                     record["fd_limit"] = lg.fd_limit
-                    record.update(RUNNERS[cfg.scenario](Run(cfg, target, lg, meter, ui)))
+                    run = Run(cfg, target, lg, meter, ui)
+                    record.update(RUNNERS[cfg.scenario](run))
+                    record["warmup"] = run.warmup
                     record["ok"] = True
             finally:
                 meter.close()
