@@ -65,6 +65,9 @@ class StackOptions:
             runs on the stack's Redis, see :mod:`channels_scale.stack.overlay`).
         ready_path: ``up`` is ready once ``GET ready_path`` through the LB answers below 500.
         ready_ws_path: also a websocket handshake on this path must complete (None: no check).
+        max_connections: websockets the stack is sized for (nginx workers, fd limits; ``up``
+            refuses what the open-files limit cannot hold), see :mod:`channels_scale.stack.limits`
+            (None: sized from the limit alone).
     """
 
     app: str = EXAMPLE_APP
@@ -91,6 +94,7 @@ class StackOptions:
     keep_channel_layers: bool = False
     ready_path: str = "/"
     ready_ws_path: str | None = None
+    max_connections: int | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -101,6 +105,8 @@ class StackOptions:
             )
         if self.workers < 1:
             found.append(f"--workers must be at least 1, not {self.workers}")
+        if self.max_connections is not None and self.max_connections < 1:
+            found.append(f"--max-connections must be at least 1, not {self.max_connections}")
         if not 0 < self.port < 65536:
             found.append(f"--port must be between 1 and 65535, not {self.port}")
         if self.lb not in LOAD_BALANCERS:

@@ -22,6 +22,7 @@ from channels_scale.stack.configs import (
     worker_environment,
 )
 from channels_scale.stack.health import haproxy_servers_up, http_status, worker_health
+from channels_scale.stack.limits import Limits
 from channels_scale.stack.options import MAX_SOCKET_PATH, RunLayout, StackOptions
 from channels_scale.stack.preflight import (
     AppFacts,
@@ -239,7 +240,10 @@ class Stack:
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
-        open_files = open_files_limit()
+        open_files = open_files_limit(options.max_connections)
+        problems = Limits(options.max_connections, open_files).problems(options.lb, options.workers)
+        if problems:
+            raise ConfigError(problems[0])
         static_url, static_root = self._app.static_url, self._app.static_root
         nginx_serves_static = options.lb == "nginx" and static_root is not None
         if static_url and static_url.startswith("http"):
