@@ -1,15 +1,27 @@
-"""The connection scenarios: idle (connections held, memory per connection)."""
+"""The connection scenarios: idle (connections held, memory per connection) and connections
+(a connect storm to C websockets, then a broadcast to all of them)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from channels_scale.bench.costs import worker_rss
+from channels_scale.bench.costs import role, rss_bytes, with_descendants, worker_rss
 from channels_scale.bench.figures import PhaseFigures
 from channels_scale.bench.loadgen import ConnSpec, PhaseReport, PhaseSpec, now_us, source_address
-from channels_scale.bench.run import Run, figures_of, step_record
+from channels_scale.bench.run import Run, figures_of, step_record, summary
 
 IDLE_STEPS = 4
+
+STORM_CONCURRENCY = 1000
+"""Handshakes in flight at once during the connect storm, over all client processes."""
+
+STORM_BOUND_S = 30.0
+"""The connect storm's target: every connection open within this many seconds."""
+
+WARM_CONNECTIONS = 10
+"""Connections of the warm-up, each in a room of its own (so each publishes its own warm-up
+frames, spread by the load balancer over the workers); they stay open, outside the figures."""
 
 
 def idle(run: Run) -> dict[str, Any]:
@@ -89,3 +101,70 @@ def _hold(run: Run, hold: float) -> tuple[PhaseFigures, list[PhaseReport]]:
 def _mean(values: list[Any]) -> float | None:
     found = [float(v) for v in values if v is not None]
     return sum(found) / len(found) if found else None
+
+
+def rss_by_role(pids: Iterable[int]) -> dict[str, int]:
+    """RSS in bytes of the server-side processes (and descendants) summed by role."""
+    found: dict[str, int] = {}
+    for pid in with_descendants(pids):
+        value = rss_bytes(pid)
+        if value is not None:
+            name = role(pid)
+            found[name] = found.get(name, 0) + value
+    return found
+
+
+def connections(run: Run) -> dict[str, Any]:
+    """C websockets opened at once (the storm), then a broadcast to all of them at R/s for D s.
+
+    Warm-up first (:data:`WARM_CONNECTIONS` connections and their frames, outside the figures);
+    then the storm: time until all are open, handshake errors and latency; the server's RSS
+    added per connection (workers, load balancer); then the broadcast: one publisher among the
+    C, every frame owed to all C (loss, delivery latency); and how many are still open at the end.
+    """
+    cfg = run.cfg
+    clients, rate, duration = int(cfg.get("clients")), cfg.get("rate"), cfg.get("duration")
+    warm = [ConnSpec(clients + i, run.room(f"warm{i}")) for i in range(WARM_CONNECTIONS)]
+    run.connect(warm)
+    run.warm_up({spec.conn_id: spec.room for spec in warm})
+    pids = run.target.pids()
+    before = rss_by_role(pids) if pids else {}
+    room = run.room("conns")
+    specs = [ConnSpec(i, room, source_address(i, clients)) for i in range(clients)]
+    storm = run.connect(specs, STORM_CONCURRENCY)
+    after = rss_by_role(pids) if pids else {}
+    opened = int(storm["opened"])
+    run.ui.note(
+        f"  {run.target.name}: {opened:,} of {clients:,} open in {storm['seconds']:.1f} s, "
+        f"{storm['failed']} handshake errors"
+    )
+    msgs = max(round(rate * duration), 1)
+    figures, reports = run.phase("broadcast", {0: room}, rate, msgs, {room: opened})
+    summary(run.ui, run.target.name, figures)
+    held = sum(r.open_at_end for r in reports) - WARM_CONNECTIONS
+
+    def per_connection(names: tuple[str, ...]) -> float | None:
+        if not pids or not opened:
+            return None
+        return sum(after.get(n, 0) - before.get(n, 0) for n in names) / opened
+
+    return {
+        "connect": storm,
+        "phases": [step_record(rate, figures, "broadcast")],
+        "connections": {
+            "asked": clients,
+            "opened": opened,
+            "handshake_errors": storm["failed"],
+            "seconds_to_all": storm["seconds"],
+            "within_bound": opened == clients and storm["seconds"] <= STORM_BOUND_S,
+            "bound_s": STORM_BOUND_S,
+            "connect_latency_ms": storm["latency_ms"],
+            "sources": len({s.source for s in specs}),
+            "held_at_end": held,
+            "rss_before": before,
+            "rss_after": after,
+            "rss_per_connection_bytes": per_connection(("worker",)),
+            "lb_rss_per_connection_bytes": per_connection(("lb",)),
+            "server_rss_per_connection_bytes": per_connection(tuple(after)),
+        },
+    }

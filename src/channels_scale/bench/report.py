@@ -27,7 +27,7 @@ from channels_scale.bench.charts import charts, main_figures
 from channels_scale.bench.figures import MIN_SAMPLE_FRAMES, ratio
 
 SCHEMA = 1
-ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
+ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "connections", "clientlib")
 BASELINES = ("recipe", "ceiling")
 
 
@@ -230,6 +230,47 @@ def _idle_table(doc: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _connections_table(doc: dict[str, Any]) -> list[str]:
+    header = ["stack", "connections", "open", "handshake errors", "s to all open"]
+    header += ["connect p50 ms", "p99 ms", "frames", "lost", "delivery p50 ms", "p99 ms", "max ms"]
+    header += ["held at end", "RSS /conn KiB: workers", "LB", "all server"]
+    rows = []
+    for record in doc["stacks"]:
+        f = main_figures(record)
+        c = record.get("connections")
+        if not record.get("ok") or f is None or not c:
+            rows.append(_failed_row(record, len(header)))
+            continue
+        storm = c.get("connect_latency_ms") or {}
+        in_time = "" if c.get("within_bound") else f" (over {c.get('bound_s', 0):g} s)"
+
+        def kib(key: str, conns: dict[str, Any] = c) -> str:
+            value = conns.get(key)
+            return _num(value / 1024 if value is not None else None, "{:,.1f}")
+
+        rows.append(
+            [
+                record["stack"],
+                _num(c["asked"]),
+                _num(c["opened"]),
+                _num(c["handshake_errors"]),
+                _num(c["seconds_to_all"], "{:,.1f}") + in_time,
+                _num(storm.get("50"), "{:,.1f}"),
+                _num(storm.get("99"), "{:,.1f}"),
+                _num(f["sent"]),
+                f"{f['lost']:,}",
+                _num(_pct(f, 50), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}") + _small(f),
+                _num(_pct(f, 100), "{:,.1f}"),
+                _num(c["held_at_end"]),
+                kib("rss_per_connection_bytes"),
+                kib("lb_rss_per_connection_bytes"),
+                kib("server_rss_per_connection_bytes"),
+            ]
+        )
+    return _table(header, rows)
+
+
 def _clientlib_table(doc: dict[str, Any]) -> list[str]:
     header = [
         "client library",
@@ -310,6 +351,8 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         lines += _idle_table(doc)
     elif scenario == "clientlib":
         lines += _clientlib_table(doc)
+    elif scenario == "connections":
+        lines += _connections_table(doc)
     else:
         lines += _delivery_table(doc)
     if scenario == "churn":
@@ -331,6 +374,15 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         notes.append(
             "The same fanout against the ceiling, once per client library: the load generator "
             "uses the one with the lowest client CPU per 1,000 deliveries (`--client-lib` default)."
+        )
+    if doc["scenario"] == "connections":
+        notes.append(
+            "All connections are opened at once (at most 1,000 handshakes in flight, from "
+            "client sockets bound to addresses spread over 127.0.0.0/8), then one of them "
+            "publishes and every frame is owed to all of them. Connect latency: from a "
+            "handshake's start to the open websocket. RSS per connection: what the server's "
+            "processes added during the storm, over the connections opened. The stack is "
+            "started with `up --max-connections` set to the connection count (docs/operations.md)."
         )
     if doc["scenario"] == "idle":
         notes.append(

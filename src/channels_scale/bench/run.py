@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "churn": {"subs": 100, "rate": 20, "duration": 20},
     "saturate": {"subs": 200, "rate": 5, "duration": 5},
     "clientlib": {"subs": 100, "rate": 100, "msgs": 1000},
+    "connections": {"clients": 20000, "rate": 1, "duration": 100},
 }
 """Per-scenario defaults (frames/s per publisher, seconds); each finishes in about a minute."""
 
@@ -123,12 +124,16 @@ class Run:
     def room(self, label: str) -> str:
         return f"bench-{label}-{self.token}"
 
-    def connect(self, specs: list[ConnSpec]) -> dict[str, Any]:
-        """Open ``specs``; raise :class:`BenchError` when none opens."""
-        report = self.lg.connect(specs)
+    def connect(self, specs: list[ConnSpec], concurrency: int = 50) -> dict[str, Any]:
+        """Open ``specs``, ``concurrency`` handshakes at a time at most (over all client
+        processes); raise :class:`BenchError` when none opens."""
+        report = self.lg.connect(specs, concurrency)
         if report.opened == 0 and specs:
             raise BenchError(f"no client could connect: {'; '.join(report.errors[:2])}")
         time.sleep(0.5)  # group joins finish after the handshake on some stacks
+        handshakes = latency_summary(
+            merge_histograms([report.histogram] if report.histogram else [])
+        )
         return {
             "asked": len(specs),
             "opened": report.opened,
@@ -136,6 +141,7 @@ class Run:
             "seconds": report.seconds,
             "per_s": report.opened / report.seconds if report.seconds > 0 else None,
             "errors": report.errors,
+            "latency_ms": handshakes.percentiles_ms if handshakes.count else None,
         }
 
     def phase(

@@ -18,11 +18,13 @@ clientlib fanout against the ceiling once per client library: load-generator CPU
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from channels_scale.bench import clientlib
-from channels_scale.bench.connections import idle
+from channels_scale.bench.clientproc import raise_fd_limit
+from channels_scale.bench.connections import WARM_CONNECTIONS, connections, idle
 from channels_scale.bench.costs import CostMeter
 from channels_scale.bench.delivery import churn, clientlib_run, fanout, rooms, saturate
 from channels_scale.bench.live import Ui
@@ -33,7 +35,7 @@ from channels_scale.exceptions import ChannelsScaleError, ConfigError
 
 __all__ = ["DEFAULTS", "SCENARIOS", "BenchConfig", "BenchError", "run_bench", "run_stack"]
 
-SCENARIOS = ("fanout", "rooms", "idle", "churn", "saturate", "clientlib")
+SCENARIOS = ("fanout", "rooms", "idle", "churn", "saturate", "clientlib", "connections")
 
 RUNNERS = {
     "fanout": fanout,
@@ -42,7 +44,25 @@ RUNNERS = {
     "churn": churn,
     "saturate": saturate,
     "clientlib": clientlib_run,
+    "connections": connections,
 }
+
+
+CONNECTION_SCENARIOS = ("idle", "connections")
+"""Scenarios whose connection count sizes the stack (``up --max-connections``) and the number of
+client processes."""
+
+CLIENT_RESERVED_FDS = 256
+"""Descriptors of a client process not used by its websockets."""
+
+
+def client_processes(procs: int, connections: int | None) -> int:
+    """``procs``, or more when one client process cannot hold its share of ``connections``
+    within its open-files limit (raised to the hard limit, which it cannot pass)."""
+    if connections is None:
+        return procs
+    per_process = max(raise_fd_limit() - CLIENT_RESERVED_FDS, 1)
+    return max(procs, math.ceil((connections + WARM_CONNECTIONS) / per_process))
 
 
 def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -> dict[str, Any]:
@@ -55,7 +75,10 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
     record: dict[str, Any] = {"stack": name, "ok": False, "error": None}
     cfg.out.mkdir(parents=True, exist_ok=True)
     try:
-        with open_target(name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url) as target:
+        sized = int(cfg.get("clients")) if cfg.scenario in CONNECTION_SCENARIOS else None
+        with open_target(
+            name, workers=cfg.workers, log_dir=cfg.out, url=cfg.url, max_connections=sized
+        ) as target:
             record.update(
                 description=target.description,
                 ws_url=target.ws_url,
@@ -65,8 +88,10 @@ def run_stack(cfg: BenchConfig, name: str, ui: Ui, library: str | None = None) -
             meter = CostMeter(target.pids(), target.redis_url)
             try:
                 library = library or cfg.client_lib
-                with LoadGenerator(target.ws_url, cfg.procs, library, cfg.endpoint) as lg:
+                procs = client_processes(cfg.procs, sized)
+                with LoadGenerator(target.ws_url, procs, library, cfg.endpoint) as lg:
                     record["client_lib"] = lg.library
+                    record["client_procs"] = procs
                     record["fd_limit"] = lg.fd_limit
                     run = Run(cfg, target, lg, meter, ui)
                     record.update(RUNNERS[cfg.scenario](run))

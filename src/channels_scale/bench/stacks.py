@@ -187,7 +187,7 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def django_target(name: str, workers: int) -> Iterator[Target]:
+def django_target(name: str, workers: int, max_connections: int | None = None) -> Iterator[Target]:
     """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
 
     The run directory is a fresh temporary directory (short, so unix socket paths fit) removed
@@ -207,6 +207,7 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
         lb="nginx",
         server="uvicorn",
         redis_url=None,
+        max_connections=max_connections,
     )
     try:
         with Stack(options) as stack:
@@ -226,15 +227,23 @@ def django_target(name: str, workers: int) -> Iterator[Target]:
 
 
 def open_target(
-    name: str, *, workers: int, log_dir: Path, url: str | None = None
+    name: str,
+    *,
+    workers: int,
+    log_dir: Path,
+    url: str | None = None,
+    max_connections: int | None = None,
 ) -> contextlib.AbstractContextManager[Target]:
-    """The context manager that starts (and on exit stops) the stack called ``name``."""
+    """The context manager that starts (and on exit stops) the stack called ``name``.
+
+    ``max_connections``: size a Django stack for that many websockets (``up --max-connections``).
+    """
     if name == "url":
         return url_target(url or "")
     if name == "ceiling":
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
-        return django_target(name, workers)
+        return django_target(name, workers, max_connections)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
 
 
