@@ -28,6 +28,7 @@ def test_300_connections_from_3_sources_through_up_and_nginx_lose_nothing(
     assert c["handshake_errors"] == 0
     assert c["connect_latency_ms"]["99"] is not None
     assert c["rss_per_connection_bytes"] is not None  # the workers' pids are metered
+    assert c["storm_server_cpu_ms_per_connection"] > 0
     (phase,) = record["phases"]
     f = phase["figures"]
     assert f["sent"] == 10

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from channels_scale.bench.costs import role, rss_bytes, with_descendants, worker_rss
-from channels_scale.bench.figures import PhaseFigures
+from channels_scale.bench.figures import PhaseFigures, per_unit
 from channels_scale.bench.loadgen import ConnSpec, PhaseReport, PhaseSpec, now_us, source_address
 from channels_scale.bench.run import Run, figures_of, step_record, summary
 
@@ -131,7 +131,9 @@ def connections(run: Run) -> dict[str, Any]:
     before = rss_by_role(pids) if pids else {}
     room = run.room("conns")
     specs = [ConnSpec(i, room, source_address(i, clients)) for i in range(clients)]
+    run.meter.start()
     storm = run.connect(specs, STORM_CONCURRENCY)
+    storm_costs = run.meter.stop()
     after = rss_by_role(pids) if pids else {}
     opened = int(storm["opened"])
     run.ui.note(
@@ -159,6 +161,10 @@ def connections(run: Run) -> dict[str, Any]:
             "within_bound": opened == clients and storm["seconds"] <= STORM_BOUND_S,
             "bound_s": STORM_BOUND_S,
             "connect_latency_ms": storm["latency_ms"],
+            # what the storm cost the server, and what else ran on the machine meanwhile (cores)
+            "storm_server_cpu_ms_per_connection": per_unit(storm_costs.cpu_s, opened, 1e3),
+            "storm_cpu_by_role": storm_costs.cpu_by_role,
+            "storm_machine_cores": per_unit(storm_costs.machine_cpu_s, storm_costs.wall_s or 0),
             "sources": len({s.source for s in specs}),
             "held_at_end": held,
             "rss_before": before,

@@ -234,6 +234,7 @@ def _connections_table(doc: dict[str, Any]) -> list[str]:
     header = ["stack", "connections", "open", "handshake errors", "s to all open"]
     header += ["connect p50 ms", "p99 ms", "frames", "lost", "delivery p50 ms", "p99 ms", "max ms"]
     header += ["held at end", "RSS /conn KiB: workers", "LB", "all server"]
+    header += ["server CPU ms /connect", "machine busy during storm"]
     rows = []
     for record in doc["stacks"]:
         f = main_figures(record)
@@ -266,6 +267,8 @@ def _connections_table(doc: dict[str, Any]) -> list[str]:
                 kib("rss_per_connection_bytes"),
                 kib("lb_rss_per_connection_bytes"),
                 kib("server_rss_per_connection_bytes"),
+                _num(c.get("storm_server_cpu_ms_per_connection"), "{:,.2f}"),
+                _num(c.get("storm_machine_cores"), "{:.2f} cores"),
             ]
         )
     return _table(header, rows)
