@@ -147,6 +147,8 @@ class Stack:
     def _preflight(self) -> Binaries:
         options = self.options
         problems = options.problems()
+        limits = Limits(options.max_connections, open_files_limit(options.max_connections))
+        problems += limits.problems(options.lb, options.workers)
         if problems:
             raise ConfigError(problems[0])
         binaries = find_binaries(options)
@@ -241,9 +243,6 @@ class Stack:
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
         open_files = open_files_limit(options.max_connections)
-        problems = Limits(options.max_connections, open_files).problems(options.lb, options.workers)
-        if problems:
-            raise ConfigError(problems[0])
         static_url, static_root = self._app.static_url, self._app.static_root
         nginx_serves_static = options.lb == "nginx" and static_root is not None
         if static_url and static_url.startswith("http"):
