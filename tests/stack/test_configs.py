@@ -88,6 +88,8 @@ def test_supervisord_config_has_every_program(tmp_path: Path) -> None:
     assert 'CHANNELS_SCALE_WORKER_ID="%(process_num)d"' in worker["environment"]
     assert 'CHANNELS_SCALE_LAYER="channels_redis"' in worker["environment"]
     assert worker["autorestart"] == "true"
+    # no line per accepted websocket through supervisord's pipe (docs/operations.md)
+    assert "--log-level warning" in worker["command"]
 
 
 def test_supervisord_config_without_private_redis(tmp_path: Path) -> None:

@@ -99,6 +99,9 @@ def worker_command(options: StackOptions, layout: RunLayout) -> list[str]:
         "--ws-ping-timeout", str(options.ws_ping_timeout),
         "--proxy-headers", "--forwarded-allow-ips", "*",
         "--backlog", "4096", "--no-access-log", "--lifespan", "off",
+        # uvicorn logs every accepted websocket at INFO ("WebSocket /ws/..." [accepted]): one
+        # line per connection through supervisord's pipe, measured in docs/operations.md.
+        "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
     ]  # fmt: skip
 
