@@ -88,6 +88,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         ready_path=args.ready_path,
         ready_ws_path=args.ready_ws_path,
         redis_cluster=args.redis_cluster,
+        max_connections=args.max_connections,
     )
 
 
@@ -317,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     up.add_argument("--ready-ws-path", metavar="PATH",
                     help="also require a websocket handshake on PATH to complete")  # fmt: skip
+    up.add_argument("--max-connections", type=positive_int, metavar="N",
+                    help="size nginx workers and fd limits for N websockets; refuse when the "
+                    "open-files limit cannot hold them (docs/operations.md)")  # fmt: skip
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the stack running in a run directory")

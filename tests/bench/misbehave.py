@@ -8,6 +8,8 @@ as the server receives them):
 - ``delay``: every frame is delivered 50 ms late;
 - ``dup``: every 10th frame (n % 10 == 0) is delivered twice;
 - ``reorder``: every 10th frame (n % 10 == 0) is held back and delivered after the next one;
+- ``slowfirst``: frame 0 of each room stalls the whole server 400 ms before it is delivered (a
+  cold path, like a script loaded on first use);
 - ``ok``: no misbehaviour.
 """
 
@@ -17,11 +19,13 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import time
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 DELAY_S = 0.05
+FIRST_STALL_S = 0.4
 
 
 class Misbehaving:
@@ -36,6 +40,8 @@ class Misbehaving:
         n = self.counts.get(name, 0)
         self.counts[name] = n + 1
         loop = asyncio.get_running_loop()
+        if self.mode == "slowfirst" and n == 0:
+            time.sleep(FIRST_STALL_S)  # blocks the loop on purpose: every connection waits
         if self.mode == "drop" and n % 10 == 9:
             return
         if self.mode == "delay":
@@ -77,6 +83,8 @@ async def main(port: int, mode: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=("ok", "drop", "delay", "dup", "reorder"), required=True)
+    parser.add_argument(
+        "--mode", choices=("ok", "drop", "delay", "dup", "reorder", "slowfirst"), required=True
+    )
     args = parser.parse_args()
     asyncio.run(main(args.port, args.mode))

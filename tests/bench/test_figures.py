@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from channels_scale.bench.connections import rss_slope
 from channels_scale.bench.figures import (
     ClientCpu,
     ServerCosts,
@@ -29,7 +30,6 @@ from channels_scale.bench.frames import (
     merge_counts,
 )
 from channels_scale.bench.loadgen import source_address
-from channels_scale.bench.scenarios import rss_slope
 
 
 def test_frame_is_padded_json_of_fixed_size() -> None:

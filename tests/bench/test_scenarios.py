@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from channels_scale.bench import scenarios
+from channels_scale.bench import delivery
 from channels_scale.bench.command import execute
 from channels_scale.bench.scenarios import BenchConfig
 
@@ -82,16 +82,50 @@ def test_ceiling_fanout_writes_json_markdown_png(tiny: Tiny) -> None:
     assert names == {"fanout.json", "fanout.md", "fanout-latency.png"}
     assert json.loads((cfg.out / "fanout.json").read_text())["scenario"] == "fanout"
     assert "| ceiling |" in (cfg.out / "fanout.md").read_text()
+    assert "†" not in (cfg.out / "fanout.md").read_text()  # 100 frames: not a small sample
+
+
+def test_warm_up_frames_are_not_in_the_figures(
+    misbehaving: Callable[[str], str], tiny: Tiny
+) -> None:
+    doc, _ = execute(tiny("fanout", url=misbehaving("slowfirst")), quiet=True)
+    (record,) = doc["stacks"]
+    warmup = record["warmup"]
+    # the premise: the server's first frame stalled 400 ms, and the warm-up took it
+    assert warmup["sent"] == 10
+    assert warmup["max_ms"] >= 400
+    f = _fanout(doc)
+    assert f["sent"] == 100
+    assert f["deliveries"] == 4 * 100
+    assert f["stale"] == 0  # no warm-up frame leaked into the measured phase
+    assert f["latency"]["percentiles_ms"]["100"] < 300
+
+
+def test_a_tiny_sample_is_flagged_in_figures_and_report(
+    misbehaving: Callable[[str], str], tiny: Tiny
+) -> None:
+    cfg = tiny("fanout", url=misbehaving("ok"), msgs=10)
+    doc, _ = execute(cfg, quiet=True)
+    f = _fanout(doc)
+    assert f["sent"] == 10
+    assert f["small_sample"] is True
+    text = (cfg.out / "fanout.md").read_text()
+    assert "†" in text
+    assert "url fanout (10 frames)" in text
 
 
 def test_saturate_steps_up_and_reports_the_highest_rate_held(
     tiny: Tiny, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scenarios, "SATURATE_MAX_STEPS", 2)
-    cfg = tiny("saturate", stacks=["ceiling"], rate=50.0, duration=1.0)
+    monkeypatch.setattr(delivery, "SATURATE_MAX_STEPS", 2)
+    # 0.5 s at 50/s would be 25 frames, a p99 of one frame: steps last 2 s and 100 frames at least
+    cfg = tiny("saturate", stacks=["ceiling"], rate=50.0, duration=0.5)
     doc, files = execute(cfg, quiet=True)
     (record,) = doc["stacks"]
     assert [p["rate"] for p in record["phases"]] == [50.0, 100.0]
+    assert [p["figures"]["sent"] for p in record["phases"]] == [100, 200]
+    assert not any(p["figures"]["small_sample"] for p in record["phases"])
+    assert record["warmup"]["sent"] == 10
     assert record["headline"]["max_rate"] == 100.0
     assert record["headline"]["max_deliveries_per_s"] == 100.0 * 4
     assert "saturate-rate.png" in {p.name for p in files}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 from pathlib import Path
 
@@ -132,3 +133,13 @@ def test_installed_without_the_example_says_what_to_pass(
     assert len(err.splitlines()) == 1
     assert "--app MYPROJECT.asgi:application" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_more_connections_than_haproxy_holds(tmp_path: Path, example_env: dict[str, str]) -> None:
+    # As many websockets as one process may open files: HAProxy (one process) needs twice that.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    conns = min(hard if hard != resource.RLIM_INFINITY else 1 << 20, 1 << 20)
+    run = tmp_path / "run"
+    done = run_cli("up", "--lb", "haproxy", "--workers", "4", "--max-connections", str(conns),
+                   "--run-dir", str(run), "--port", str(free_port()), env=example_env)  # fmt: skip
+    _assert_clean_failure(done, run, f"through HAProxy (one process) needs {2 * conns + 256:,}")

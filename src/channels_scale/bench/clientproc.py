@@ -107,10 +107,12 @@ class _ClientProcess:
         report = ConnectReport()
         gate = asyncio.Semaphore(max(concurrency, 1))
         started = time.monotonic()
+        handshakes = array("q")
 
         async def one(spec: ConnSpec) -> None:
             conn = _Conn(spec.conn_id, spec.room)
             async with gate:
+                began = now_us()
                 try:
                     conn.client = await clientlib.connect(
                         self.library,
@@ -127,6 +129,7 @@ class _ClientProcess:
                     if len(report.errors) < 5:
                         report.errors.append(f"{type(exc).__name__}: {exc}"[:200])
                     return
+                handshakes.append(now_us() - began)
             conn.open = True
             self.conns[spec.conn_id] = conn
             report.opened += 1
@@ -134,6 +137,7 @@ class _ClientProcess:
         await asyncio.gather(*(one(spec) for spec in specs))
         report.seconds = time.monotonic() - started
         report.open_total = sum(1 for c in self.conns.values() if c.open)
+        report.histogram = encode_histogram(histogram_of(handshakes))
         self.results.put((self.index, "connected", report))
 
     async def _publish(self, conn: _Conn, spec: PhaseSpec, sent: dict[int, int]) -> int:

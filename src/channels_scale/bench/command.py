@@ -149,9 +149,12 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument(
         "--duration",
         type=positive_float,
-        help="seconds of load (rooms, churn), of each step (saturate), of holding (idle)",
+        help="seconds of load (rooms, churn, connections), of each step (saturate), of holding "
+        "(idle)",
     )
-    common.add_argument("--clients", type=positive_int, help="connections (rooms, idle)")
+    common.add_argument(
+        "--clients", type=positive_int, help="connections (rooms, idle, connections)"
+    )
     common.add_argument("--room-size", type=positive_int, help="clients per room (rooms)")
     common.add_argument(
         "--bound-ms",
@@ -191,6 +194,7 @@ SCENARIO_HELP = {
     "churn": "fanout while clients connect and disconnect at a fixed rate",
     "saturate": "fanout with the rate stepped up until p99 passes the bound",
     "clientlib": "fanout against the ceiling once per client library: load-generator cost",
+    "connections": "C connections opened at once, then a broadcast to all of them at R/s for D s",
 }
 
 

@@ -23,6 +23,11 @@ LATENCY_MAX_US = 600_000_000
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 """Percentiles reported for every latency distribution (100 = max)."""
 
+MIN_SAMPLE_FRAMES = 100
+"""Fewer frames published in a phase flags it as a small sample: with N frames, p99 is the
+latency of the slowest one or two frames (every subscriber sees each frame at about the same
+time, so the deliveries are not independent samples)."""
+
 
 def new_histogram() -> HdrHistogram:
     """An empty latency histogram (microseconds, 3 significant digits)."""
@@ -162,6 +167,9 @@ class PhaseFigures:
     received; ``redis_commands_per_frame`` and ``redis_bytes_*_per_frame`` are per frame
     published; ``client_cpu_ms_per_1k`` is load-generator CPU per 1,000 deliveries.
 
+    ``small_sample``: fewer than :data:`MIN_SAMPLE_FRAMES` frames were published, so the
+    percentiles are nearly single frames' latencies.
+
     ``other_load`` is the CPU (in cores, averaged over the phase) that neither the server-side
     processes nor the load generator used: other work on a shared machine that may have
     disturbed the figures (``None`` when the server's CPU is not known, as for ``--url``).
@@ -196,6 +204,7 @@ class PhaseFigures:
     other_load: float | None
     #: the load balancer's own CPU (role ``lb``: nginx, HAProxy) per 1,000 deliveries
     lb_cpu_ms_per_1k: float | None = None
+    small_sample: bool = False
 
     def held(self, bound_ms: float) -> bool:
         """True when nothing was lost and p99 latency stayed within ``bound_ms``."""
@@ -292,6 +301,7 @@ def delivery_figures(
         redis_bytes_out_per_frame=per_unit(costs.redis_bytes_out, sent),
         other_load=_other_load(costs, client_cpu),
         lb_cpu_ms_per_1k=per_unit(costs.cpu_by_role.get("lb"), deliveries, 1e6),
+        small_sample=offered_frames_per_s > 0 and sent < MIN_SAMPLE_FRAMES,
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from channels_scale.bench import clientlib
 from channels_scale.bench.clientproc import client_main, raise_fd_limit
 from channels_scale.bench.endpoint import Endpoint
+from channels_scale.bench.figures import encode_histogram, merge_histograms
 from channels_scale.bench.plan import (
     ChurnSpec,
     ConnectReport,
@@ -143,7 +144,11 @@ class LoadGenerator:
         for i, share in enumerate(shares):
             self._commands[i].put(("connect", share, per_proc, 10.0))
         total = ConnectReport()
-        for report in self._gather("connected", timeout):
+        reports = self._gather("connected", timeout)
+        total.histogram = encode_histogram(
+            merge_histograms(r.histogram for r in reports if r.histogram)
+        )
+        for report in reports:
             total.opened += report.opened
             total.failed += report.failed
             total.seconds = max(total.seconds, report.seconds)

@@ -111,6 +111,8 @@ class ConnectReport:
     seconds: float = 0.0
     open_total: int = 0
     errors: list[str] = field(default_factory=list)
+    histogram: bytes = b""
+    """Handshake latencies (encoded HdrHistogram, µs): from the attempt to the open websocket."""
 
 
 @dataclass

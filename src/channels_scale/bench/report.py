@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from channels_scale.bench.charts import charts, doc_stem, main_figures
-from channels_scale.bench.figures import ratio
+from channels_scale.bench.figures import MIN_SAMPLE_FRAMES, ratio
 from channels_scale.bench.topology_report import is_topology_doc, topology_tables
 
 SCHEMA = 1
-ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "clientlib")
+ORDER = ("fanout", "saturate", "rooms", "churn", "idle", "connections", "clientlib")
 BASELINES = ("recipe", "socketio", "ceiling")
 
 
@@ -98,6 +98,14 @@ def _pct(fig: dict[str, Any], p: float) -> Any:
     return fig["latency"]["percentiles_ms"].get(f"{p:g}")
 
 
+SMALL = "†"
+"""Marks a figure from a phase with too few frames (see ``small_sample`` in the figures)."""
+
+
+def _small(fig: dict[str, Any]) -> str:
+    return f" {SMALL}" if fig.get("small_sample") else ""
+
+
 def _baseline(doc: dict[str, Any], name: str, key: Callable[[dict[str, Any]], Any]) -> Any:
     for record in doc["stacks"]:
         if record["stack"] == name and record.get("ok"):
@@ -146,7 +154,7 @@ def _delivery_table(doc: dict[str, Any]) -> list[str]:
                 _num(f["deliveries_per_s"]),
                 *(_ratio(f["deliveries_per_s"], _baseline(doc, b, dps)) for b in BASELINES),
                 _num(_pct(f, 50), "{:,.1f}"),
-                _num(_pct(f, 99), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}") + _small(f),
                 _num(_pct(f, 99.9), "{:,.1f}"),
                 _num(_pct(f, 100), "{:,.1f}"),
                 f"{f['lost']:,} ({f['loss_ratio']:.1%})",
@@ -181,7 +189,7 @@ def _saturate_table(doc: dict[str, Any]) -> list[str]:
             continue
         head = record.get("headline") or {}
         steps = ", ".join(
-            f"{p['rate']:.0f}: {_num(_pct(p['figures'], 99), '{:,.0f}')}"
+            f"{p['rate']:.0f}: {_num(_pct(p['figures'], 99), '{:,.0f}')}{_small(p['figures'])}"
             + ("" if p["figures"]["lost"] == 0 else f" (lost {p['figures']['lost']:,})")
             for p in record.get("phases", [])
         )
@@ -220,6 +228,50 @@ def _idle_table(doc: dict[str, Any]) -> list[str]:
                 _num(idle.get("connect_per_s")),
                 _num(value / 1024 if value is not None else None, "{:,.1f}"),
                 *(_ratio(value, _baseline(doc, b, per_conn)) for b in BASELINES),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _connections_table(doc: dict[str, Any]) -> list[str]:
+    header = ["stack", "connections", "open", "handshake errors", "s to all open"]
+    header += ["connect p50 ms", "p99 ms", "frames", "lost", "delivery p50 ms", "p99 ms", "max ms"]
+    header += ["held at end", "RSS /conn KiB: workers", "LB", "all server"]
+    header += ["server CPU ms /connect", "machine busy during storm"]
+    rows = []
+    for record in doc["stacks"]:
+        f = main_figures(record)
+        c = record.get("connections")
+        if not record.get("ok") or f is None or not c:
+            rows.append(_failed_row(record, len(header)))
+            continue
+        storm = c.get("connect_latency_ms") or {}
+        in_time = "" if c.get("within_bound") else f" (over {c.get('bound_s', 0):g} s)"
+
+        def kib(key: str, conns: dict[str, Any] = c) -> str:
+            value = conns.get(key)
+            return _num(value / 1024 if value is not None else None, "{:,.1f}")
+
+        rows.append(
+            [
+                record["stack"],
+                _num(c["asked"]),
+                _num(c["opened"]),
+                _num(c["handshake_errors"]),
+                _num(c["seconds_to_all"], "{:,.1f}") + in_time,
+                _num(storm.get("50"), "{:,.1f}"),
+                _num(storm.get("99"), "{:,.1f}"),
+                _num(f["sent"]),
+                f"{f['lost']:,}",
+                _num(_pct(f, 50), "{:,.1f}"),
+                _num(_pct(f, 99), "{:,.1f}") + _small(f),
+                _num(_pct(f, 100), "{:,.1f}"),
+                _num(c["held_at_end"]),
+                kib("rss_per_connection_bytes"),
+                kib("lb_rss_per_connection_bytes"),
+                kib("server_rss_per_connection_bytes"),
+                _num(c.get("storm_server_cpu_ms_per_connection"), "{:,.2f}"),
+                _num(c.get("storm_machine_cores"), "{:.2f} cores"),
             ]
         )
     return _table(header, rows)
@@ -306,6 +358,8 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         lines += _idle_table(doc)
     elif scenario == "clientlib":
         lines += _clientlib_table(doc)
+    elif scenario == "connections":
+        lines += _connections_table(doc)
     else:
         lines += _delivery_table(doc)
     if scenario == "churn":
@@ -330,12 +384,22 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             "The same fanout against the ceiling, once per client library: the load generator "
             "uses the one with the lowest client CPU per 1,000 deliveries (`--client-lib` default)."
         )
+    if doc["scenario"] == "connections":
+        notes.append(
+            "All connections are opened at once (at most 1,000 handshakes in flight, from "
+            "client sockets bound to addresses spread over 127.0.0.0/8), then one of them "
+            "publishes and every frame is owed to all of them. Connect latency: from a "
+            "handshake's start to the open websocket. RSS per connection: what the server's "
+            "processes added during the storm, over the connections opened. The stack is "
+            "started with `up --max-connections` set to the connection count (docs/operations.md)."
+        )
     if doc["scenario"] == "idle":
         notes.append(
             "RSS per idle connection: the RSS the worker processes added from the first ramp step "
             "to the last, over the connections added (what the first connections pay once is "
             "left out); a connection costs this on whichever worker holds it."
         )
+    notes += _method_notes(doc)
     names = [r["stack"] for r in doc["stacks"]]
     if any(n.startswith("ceiling") for n in names):
         notes.append(
@@ -370,6 +434,35 @@ def _notes(doc: dict[str, Any]) -> list[str]:
             + "; figures there may be bounded by the client, not the server."
         )
     return [f"- {n}" for n in notes]
+
+
+def _method_notes(doc: dict[str, Any]) -> list[str]:
+    """What the warm-up saw, and which phases had too few frames to trust their percentiles."""
+    notes = []
+    warm = [
+        f"{r['stack']} {_num(r['warmup'].get('max_ms'), '{:,.0f}')} ms"
+        for r in doc["stacks"]
+        if r.get("warmup") and r["warmup"].get("sent")
+    ]
+    if warm:
+        notes.append(
+            "Every stack was warmed up before its first measured phase (connections open, "
+            "a few frames per room sent and discarded, not counted); the slowest warm-up frame: "
+            + ", ".join(warm)
+            + "."
+        )
+    small = [
+        f"{r['stack']} {p.get('label', '')} ({p['figures']['sent']} frames)"
+        for r in doc["stacks"]
+        for p in r.get("phases") or []
+        if p["figures"].get("small_sample")
+    ]
+    if small:
+        notes.append(
+            f"{SMALL} small sample, fewer than {MIN_SAMPLE_FRAMES} frames published, so its p99 "
+            "is about one frame's latency: " + ", ".join(small) + "."
+        )
+    return notes
 
 
 # --------------------------------------------------------------------------- files
@@ -436,8 +529,13 @@ How to read the figures:
 - Ratios (`÷ recipe`, `÷ socketio`, `÷ ceiling`) divide a stack's figure by the baseline's in
   the same run. Absolute numbers on a shared 2-core machine drift from run to run; the ratios
   hold better.
-- `saturate` doubles the rate per step of a few seconds until p99 passes the bound or a frame is
-  lost, then bisects twice; short steps make it sensitive to hiccups of a shared machine.
+- `saturate` doubles the rate per step of a few seconds (at least 100 frames and 2 s, so a step's
+  p99 is not one frame's latency) until p99 passes the bound or a frame is lost, then bisects
+  twice; short steps make it sensitive to hiccups of a shared machine.
+- Every stack is warmed up before its first measured phase: connections open, then 10 frames per
+  room sent and discarded (our layer's first `group_send` loads its Redis script, first uses
+  import and allocate); the slowest warm-up frame is given in the notes. A phase with fewer than
+  100 frames published is marked † (its percentiles are about single frames' latencies).
 
 Your own endpoint: any websocket endpoint that fans a client's frame out to everyone in a room can
 be measured with `--url` (a running deployment on loopback) and the endpoint options, e.g. a chat

@@ -207,7 +207,11 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def django_target(
-    name: str, workers: int, redis_topology: str = "single", lb: str | None = None
+    name: str,
+    workers: int,
+    redis_topology: str = "single",
+    lb: str | None = None,
+    max_connections: int | None = None,
 ) -> Iterator[Target]:
     """Start ``channels-scale up`` for ``name`` (ours, recipe, pubsub); stop it on exit.
 
@@ -245,6 +249,7 @@ def django_target(
                 server="uvicorn",
                 redis_url=",".join(url for url, _ in shards) or None,
                 redis_cluster=count if kind == "cluster" else 0,
+                max_connections=max_connections,
             )
             stack = resources.enter_context(Stack(options))
             if kind == "cluster":
@@ -295,8 +300,12 @@ def open_target(
     url: str | None = None,
     redis_topology: str = "single",
     lb: str | None = None,
+    max_connections: int | None = None,
 ) -> contextlib.AbstractContextManager[Target]:
-    """The context manager that starts (and on exit stops) the stack called ``name``."""
+    """The context manager that starts (and on exit stops) the stack called ``name``.
+
+    ``max_connections``: size a Django stack for that many websockets (``up --max-connections``).
+    """
     if redis_topology != "single" and name != "ours":
         raise ConfigError(f"--redis-topology {redis_topology} is for the ours stack, not {name}")
     if name == "url":
@@ -304,7 +313,7 @@ def open_target(
     if name == "ceiling":
         return ceiling_target(log_dir)
     if name in DJANGO_STACKS:
-        return django_target(name, workers, redis_topology, lb)
+        return django_target(name, workers, redis_topology, lb, max_connections)
     if name == "socketio":
         return socketio_stack(workers, log_dir)
     raise ConfigError(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")

@@ -75,6 +75,9 @@ class StackOptions:
         ready_ws_path: also a websocket handshake on this path must complete (None: no check).
         redis_cluster: start a private Redis Cluster of this many masters instead of one Redis
             (0: no; see :mod:`channels_scale.stack.topology`).
+        max_connections: websockets the stack is sized for (nginx workers, fd limits; ``up``
+            refuses what the open-files limit cannot hold), see :mod:`channels_scale.stack.limits`
+            (None: sized from the limit alone).
     """
 
     app: str = EXAMPLE_APP
@@ -103,6 +106,7 @@ class StackOptions:
     ready_path: str = "/"
     ready_ws_path: str | None = None
     redis_cluster: int = 0
+    max_connections: int | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each with the fix (empty: nothing)."""
@@ -113,6 +117,8 @@ class StackOptions:
             )
         if self.workers < 1:
             found.append(f"--workers must be at least 1, not {self.workers}")
+        if self.max_connections is not None and self.max_connections < 1:
+            found.append(f"--max-connections must be at least 1, not {self.max_connections}")
         if not 0 < self.port < 65536:
             found.append(f"--port must be between 1 and 65535, not {self.port}")
         found += self._lb_problems()

@@ -22,6 +22,7 @@ from channels_scale.net import timeout_factor
 from channels_scale.settings import redact
 from channels_scale.stack.configs import Binaries
 from channels_scale.stack.lbconfigs import lb_program
+from channels_scale.stack.limits import open_files_for
 from channels_scale.stack.options import RunLayout, StackOptions
 from channels_scale.stack.probe import MARK
 
@@ -41,11 +42,17 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
 
 
-def open_files_limit() -> int:
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 65536
-    return int(soft)
+def open_files_limit(max_connections: int | None = None) -> int:
+    """Open files per process for the stack's programs (supervisord's ``minfds``).
+
+    The soft ``RLIMIT_NOFILE``, or with ``max_connections`` up to the hard one
+    (:func:`channels_scale.stack.limits.open_files_for`).
+    """
+    soft, hard = (
+        1 << 20 if value == resource.RLIM_INFINITY else int(value)
+        for value in resource.getrlimit(resource.RLIMIT_NOFILE)
+    )
+    return open_files_for(max_connections, soft, hard)
 
 
 def find_binaries(options: StackOptions) -> Binaries:

@@ -23,6 +23,7 @@ from channels_scale.stack.lbconfigs import (
     render_lb_config,
     workers_serve_static,
 )
+from channels_scale.stack.limits import Limits
 from channels_scale.stack.options import MAX_SOCKET_PATH, RunLayout, StackOptions
 from channels_scale.stack.preflight import (
     AppFacts,
@@ -159,6 +160,8 @@ class Stack:
     def _preflight(self) -> Binaries:
         options = self.options
         problems = options.problems()
+        limits = Limits(options.max_connections, open_files_limit(options.max_connections))
+        problems += limits.problems(options.lb, options.workers)
         if problems:
             raise ConfigError(problems[0])
         binaries = find_binaries(options)
@@ -268,7 +271,7 @@ class Stack:
 
     def _write_configs(self, binaries: Binaries) -> None:
         options, layout = self.options, self.layout
-        open_files = open_files_limit()
+        open_files = open_files_limit(options.max_connections)
         static_url, static_root = self._app.static_url, self._app.static_root
         nginx_static = nginx_serves_static(options.lb) and static_root is not None
         if static_url and static_url.startswith("http"):
