@@ -44,15 +44,7 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path, static: bool) -> None:
     assert ("alias " + str(static_root)) in text if static else "alias" not in text
     for mime in ("image/jpeg jpg jpeg;", "font/woff2 woff2;", "text/plain txt;"):
         assert mime in text
-    layout.nginx_conf.write_text(text)
-    nginx = find_binary("nginx")
-    assert nginx, "nginx is not installed: run ./scripts/install"
-    done = subprocess.run(
-        [nginx, "-t", "-p", str(layout.nginx_dir), "-c", str(layout.nginx_conf), "-e", "stderr"],
-        capture_output=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    _nginx_t(layout, text)
 
 
 def test_haproxy_config_passes_haproxy_c(tmp_path: Path) -> None:

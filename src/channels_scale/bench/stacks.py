@@ -40,6 +40,7 @@ from channels_scale.bench.socketio import missing_install, socketio_target
 from channels_scale.bench.wire import DEFAULT_WIRE
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, wait_until
+from channels_scale.stack.processes import stop_children
 
 STACKS = ("ours", "recipe", "pubsub", "ceiling", "socketio")
 
@@ -196,12 +197,7 @@ def ceiling_target(log_dir: Path) -> Iterator[Target]:
             lambda: [proc.pid],
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_children([proc])
         log.close()
 
 

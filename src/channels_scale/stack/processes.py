@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +101,20 @@ def children_of(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def stop_children(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """Stop child processes we started: SIGTERM to all first, then wait; SIGKILL a laggard.
+
+    Our own ``Popen`` objects, so the pid cannot have been reused while we hold them unwaited.
+    """
+    started = list(procs)
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -28,6 +28,7 @@ from channels_scale.layer.config import HostConfig
 from channels_scale.layer.reach import Unreachable, reach_host
 from channels_scale.net import free_port, timeout_factor, wait_until
 from channels_scale.stack.preflight import find_binary
+from channels_scale.stack.processes import stop_children
 
 #: Redis Cluster needs at least three masters to elect (a majority must agree on a failover).
 MIN_MASTERS = 3
@@ -177,14 +178,7 @@ def redis_servers(count: int, root: Path) -> Iterator[list[tuple[str, int]]]:
                 raise StackError(f"redis-server {url} did not answer (exit code {proc.poll()})")
         yield [(url, proc.pid) for proc, url in started]
     finally:
-        for proc, _ in started:
-            proc.terminate()
-        for proc, _ in started:
-            try:
-                proc.wait(timeout=10 * timeout_factor())
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children((proc for proc, _ in started), 10 * timeout_factor())
 
 
 def cluster_master_urls(url: str) -> list[str]:

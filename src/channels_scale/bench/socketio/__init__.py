@@ -35,6 +35,7 @@ from typing import IO
 
 from channels_scale.exceptions import ConfigError, StackError
 from channels_scale.net import free_port, wait_until
+from channels_scale.stack.processes import stop_children
 
 SERVER_DIR = Path(__file__).resolve().parent
 SERVER_JS = SERVER_DIR / "server.js"
@@ -101,13 +102,8 @@ class _Processes:
         return None
 
     def stop(self) -> None:
-        for proc, log in reversed(self.started):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children(proc for proc, _ in reversed(self.started))
+        for _, log in self.started:
             log.close()
 
 
