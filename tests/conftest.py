@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -143,6 +144,21 @@ class RedisProcess:
     def restart(self) -> None:
         self.stop(kill=True)
         self.start()
+
+
+@contextlib.contextmanager
+def redis_servers(
+    factory: pytest.TempPathFactory, prefix: str, count: int
+) -> Iterator[list[RedisProcess]]:
+    """``count`` standalone redis-servers (shards), each in its own directory; stopped on exit."""
+    servers = [RedisProcess(factory.mktemp(f"{prefix}{i}")) for i in range(count)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop(kill=True)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RedisProcess
+from tests.conftest import RedisProcess, redis_servers
 from tests.shared_suites import (  # noqa: F401 -- the fixtures, used on layer_hosts below
     factory,
     layer,
@@ -20,14 +20,8 @@ SHARDS = 3
 
 @pytest.fixture(scope="session")
 def redis_shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisProcess]]:
-    servers = [RedisProcess(tmp_path_factory.mktemp(f"shard{i}")) for i in range(SHARDS)]
-    try:
-        for server in servers:
-            server.start()
+    with redis_servers(tmp_path_factory, "shard", SHARDS) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop(kill=True)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from channels_scale.net import free_port
 from channels_scale.settings import channel_layer_config, describe_hosts, on_hosts, redact
 from channels_scale.stack.options import StackOptions
 from channels_scale.stack.preflight import check_redis
-from tests.conftest import RedisProcess, scaled
+from tests.conftest import RedisProcess, redis_servers, scaled
 from tests.stackrunner import run_cli
 
 CLUSTER = "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001"
@@ -74,14 +74,8 @@ def test_the_workers_layer_gets_the_hosts(value: str, hosts: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisProcess]]:
-    servers = [RedisProcess(tmp_path_factory.mktemp(f"upshard{i}")) for i in range(3)]
-    try:
-        for server in servers:
-            server.start()
+    with redis_servers(tmp_path_factory, "upshard", 3) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop(kill=True)
 
 
 def _up_detached(run_dir: Path, env: dict[str, str], *args: str) -> tuple[dict[str, Any], str]:
