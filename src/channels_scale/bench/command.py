@@ -6,6 +6,7 @@
     channels-scale bench fanout   --url ws://HOST:PORT --path '/ws/chat/{room}/' \
                                   --frame '{"message": "{payload}"}' --origin http://HOST:PORT
     channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
+    channels-scale bench fanout   --subs 1000 --label 1000-subs   # beside fanout.json
     channels-scale bench report   --from bench-results --doc docs/benchmarks.md
 
 Exit codes: 0 every stack measured; 1 a stack failed (its error is in the JSON and the table, the
@@ -15,6 +16,7 @@ others still report); 2 bad input (``error: <one line>``).
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import shlex
 import time
@@ -72,6 +74,19 @@ def _topologies(text: str) -> list[str]:
     if not found:
         raise ValueError("name at least one topology: single, shards:K or cluster:N")
     return list(dict.fromkeys(k if k == "single" else f"{k}:{n}" for k, n in found))
+
+
+LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+def parse_label(text: str) -> str:
+    """``--label``: lowercase letters, digits and ``-`` (it becomes part of file names)."""
+    if not LABEL.fullmatch(text):
+        raise ValueError(
+            f"takes up to 40 lowercase letters, digits and '-', starting with a letter or "
+            f"digit (it names the files), not {text!r}"
+        )
+    return text
 
 
 def _defaults_help(scenario: str) -> str:
@@ -183,6 +198,12 @@ def _common() -> argparse.ArgumentParser:
         default=DEFAULT_OUT,
         help=f"directory for JSON, Markdown and PNG (default {DEFAULT_OUT})",
     )
+    common.add_argument(
+        "--label",
+        type=_argtype(parse_label, "label"),
+        help="name this run, e.g. 1000-subs: its files are <scenario>-<label>.json (...) beside "
+        "the other runs of the scenario, and bench report gives it its own section",
+    )
     common.add_argument("--quiet", action="store_true", help="no live progress")
     return common
 
@@ -275,8 +296,9 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     )
 
 
-def command_line(cfg: BenchConfig) -> str:
-    """The command that reproduces ``cfg`` (options left at their defaults are omitted)."""
+def command_line(cfg: BenchConfig, label: str | None = None) -> str:
+    """The command that reproduces ``cfg`` and ``--label`` (options left at their defaults are
+    omitted)."""
     parts = ["channels-scale", "bench", cfg.scenario]
     if cfg.url:
         parts += ["--url", cfg.url]
@@ -309,11 +331,17 @@ def command_line(cfg: BenchConfig) -> str:
         parts += ["--client-lib", cfg.client_lib]
     if cfg.redis_topologies:
         parts += ["--redis-topology", ",".join(cfg.redis_topologies)]
+    if label is not None:
+        parts += ["--label", label]
     return " ".join(parts)
 
 
-def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list[Path]]:
+def execute(
+    cfg: BenchConfig, quiet: bool = False, label: str | None = None
+) -> tuple[dict[str, Any], list[Path]]:
     """Run the bench of ``cfg`` and write its outputs; returns the JSON document and the files.
+
+    ``label`` (``--label``) names the run: its files and its section in the report.
 
     Raises:
         ConfigError: bad input (an unreachable or non-loopback ``--url``, ...).
@@ -336,7 +364,8 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "scenario": cfg.scenario,
-        "command": command_line(cfg),
+        **({"label": label} if label else {}),
+        "command": command_line(cfg, label),
         "started_at": started.isoformat(timespec="seconds"),
         "seconds": time.monotonic() - clock,
         "machine": machine,
@@ -349,7 +378,7 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
 
 def run_command(args: argparse.Namespace) -> int:
     """``channels-scale bench SCENARIO``: 0 when every stack was measured, 1 when one failed."""
-    doc, files = execute(config_from(args), quiet=args.quiet)
+    doc, files = execute(config_from(args), quiet=args.quiet, label=args.label)
     from channels_scale.bench.report import markdown
 
     print(markdown(doc))

@@ -5,6 +5,10 @@
 - ``<scenario>-latency.png``: latency percentiles per stack;
 - ``saturate-rate.png``: deliveries/s received against deliveries/s offered, per stack.
 
+A run given ``--label L`` names its files ``<scenario>-L.*`` (:func:`~.charts.doc_stem`), so several
+runs of one scenario (e.g. fanout with 200 and with 1,000 subscribers) are kept side by side, each
+its own section of the page.
+
 ``channels-scale bench report --from DIR`` re-renders these from the JSON files in ``DIR`` and
 writes ``docs/benchmarks.md`` (the JSON and PNG files are copied next to it, in ``benchmarks/``).
 This module assembles the pages and files; the tables are built by :mod:`.tables`, the prose
@@ -90,6 +94,8 @@ def markdown(doc: dict[str, Any], images: dict[str, str] | None = None, level: i
         if k not in ("stacks", "url") and v is not None
     )
     title = f"{scenario} on Redis topologies" if is_topology_doc(doc) else scenario
+    if doc.get("label"):
+        title += f" ({doc['label']})"
     lines = [
         f"{h} {title}",
         "",
@@ -124,8 +130,14 @@ def write_run(doc: dict[str, Any], out: Path) -> list[Path]:
 
 
 def load_runs(sources: Iterable[Path]) -> list[dict[str, Any]]:
-    """Every bench JSON document in ``sources`` (files or directories), in :data:`ORDER`."""
-    docs = []
+    """Every bench JSON document in ``sources`` (files or directories), in :data:`ORDER`.
+
+    Runs of one scenario follow each other: the unlabelled one, then those given ``--label`` in
+    the labels' order. Of documents with the same file stem (:func:`doc_stem`: the same scenario
+    and label, e.g. a fresh run beside its committed copy) only the newest is kept, since they
+    would be written to the same JSON file.
+    """
+    newest: dict[str, dict[str, Any]] = {}
     for source in sources:
         files = sorted(source.glob("*.json")) if source.is_dir() else [source]
         for path in files:
@@ -134,9 +146,18 @@ def load_runs(sources: Iterable[Path]) -> list[dict[str, Any]]:
             except (OSError, ValueError):
                 continue
             if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "scenario" in doc:
-                docs.append(doc)
+                stem = doc_stem(doc)
+                if stem not in newest or _started(doc) >= _started(newest[stem]):
+                    newest[stem] = doc
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(docs, key=lambda d: (rank.get(d["scenario"], 99), d.get("started_at", "")))
+    return sorted(
+        newest.values(),
+        key=lambda d: (rank.get(d["scenario"], 99), d.get("label") or "", _started(d)),
+    )
+
+
+def _started(doc: dict[str, Any]) -> str:
+    return str(doc.get("started_at", ""))
 
 
 def write_doc(docs: list[dict[str, Any]], doc_path: Path) -> list[Path]:
