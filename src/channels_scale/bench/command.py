@@ -5,6 +5,7 @@
     channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling,socketio | --url URL] ...
     channels-scale bench fanout   --url ws://HOST:PORT --path '/ws/chat/{room}/' \
                                   --frame '{"message": "{payload}"}' --origin http://HOST:PORT
+    channels-scale bench fanout   --url ws://HOST:PORT --url-wire socketio
     channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
     channels-scale bench fanout   --subs 1000 --label 1000-subs   # beside fanout.json
     channels-scale bench report   --from bench-results --doc docs/benchmarks.md
@@ -37,6 +38,7 @@ from channels_scale.bench.endpoint import (
 )
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
+from channels_scale.bench.wire import DEFAULT_WIRE, WIRES, wire_named
 from channels_scale.exceptions import ConfigError
 from channels_scale.stack.options import LOAD_BALANCERS, StackOptions
 
@@ -89,6 +91,11 @@ def parse_label(text: str) -> str:
     return text
 
 
+def parse_wire(text: str) -> str:
+    """``--url-wire``: a wire of :mod:`channels_scale.bench.wire`."""
+    return wire_named(text).name
+
+
 def _defaults_help(scenario: str) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in DEFAULTS[scenario].items())
 
@@ -113,6 +120,14 @@ def _common() -> argparse.ArgumentParser:
         type=_argtype(parse_path, "path"),
         default=DEFAULT_PATH,
         help=f"websocket path, {{room}} standing for the room name (default {DEFAULT_PATH})",
+    )
+    endpoint.add_argument(
+        "--url-wire",
+        type=_argtype(parse_wire, "wire"),
+        help=f"what the endpoint speaks: {' or '.join(WIRES)} (default {DEFAULT_WIRE}); "
+        "socketio: Socket.IO v4 on its websocket transport at /socket.io/ with the room in the "
+        "query (?room=...), the frame as event 'm' relayed to the room, as the bench's socketio "
+        "stack does (bench/socketio/server.js)",
     )
     endpoint.add_argument(
         "--frame",
@@ -263,13 +278,19 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
     """
     headers = [("Origin", args.origin)] if args.origin else []
     headers += args.header
-    custom = args.path != DEFAULT_PATH or args.frame is not None or headers
+    wire = args.url_wire or DEFAULT_WIRE
+    custom = args.path != DEFAULT_PATH or args.frame is not None or headers or args.url_wire
     if custom and args.url is None:
         raise ConfigError(
-            "--path, --frame, --origin and --header go with --url (the stacks the bench starts "
-            "serve /ws/broadcast/<room>/)"
+            "--path, --frame, --origin, --header and --url-wire go with --url (the stacks the "
+            "bench starts serve /ws/broadcast/<room>/ and choose their own wire)"
         )
-    return Endpoint(path=args.path, frame=args.frame, headers=tuple(headers))
+    if wire == "socketio" and args.path != DEFAULT_PATH:
+        raise ConfigError(
+            "--path does not apply to --url-wire socketio: clients connect to /socket.io/ with "
+            "the room in the query"
+        )
+    return Endpoint(path=args.path, frame=args.frame, headers=tuple(headers), wire=wire)
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
@@ -303,6 +324,8 @@ def command_line(cfg: BenchConfig, label: str | None = None) -> str:
     if cfg.url:
         parts += ["--url", cfg.url]
         endpoint = cfg.endpoint
+        if endpoint.wire != DEFAULT_WIRE:
+            parts += ["--url-wire", endpoint.wire]
         if endpoint.path != DEFAULT_PATH:
             parts += ["--path", shlex.quote(endpoint.path)]
         if endpoint.frame is not None:
