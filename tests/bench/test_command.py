@@ -31,6 +31,8 @@ def _exit_code(argv: list[str]) -> int:
         (["bench", "fanout", "--duration", "nan"], "--duration: must be a finite number"),
         (["bench", "fanout", "--stacks", "ours,nginx"], "unknown stack 'nginx'"),
         (["bench", "fanout", "--stacks", "ours", "--url", "ws://127.0.0.1:1"], "not allowed"),
+        (["bench", "fanout", "--label", "Big Run"], "--label: takes up to 40 lowercase letters"),
+        (["bench", "fanout", "--label=-x"], "--label: takes up to 40 lowercase letters"),
     ],
 )
 def test_bad_arguments_exit_2(

@@ -87,6 +87,12 @@ def test_hints_name_the_likely_cause() -> None:
         (["--path", CHAT_PATH], "go with --url"),
         (["--url", "ws://127.0.0.1:1", "--frame", "nothing"], "--frame: must hold {payload}"),
         (["--url", "ws://127.0.0.1:1", "--header", "nocolon"], "--header: must look like"),
+        (["--url-wire", "socketio"], "go with --url"),
+        (["--url", "ws://127.0.0.1:1", "--url-wire", "mqtt"], "--url-wire: unknown wire 'mqtt'"),
+        (
+            ["--url", "ws://127.0.0.1:1", "--url-wire", "socketio", "--path", CHAT_PATH],
+            "--path does not apply to --url-wire socketio",
+        ),
     ],
 )
 def test_bad_endpoint_arguments_exit_2(

@@ -7,6 +7,7 @@ exits 2 with the line that says so, which the last test checks.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from channels_scale.bench.frames import decode_frame, encode_frame
 from channels_scale.bench.scenarios import BenchConfig
 from channels_scale.bench.socketio import MODULES_ENV, socketio_target
 from channels_scale.bench.wire import SocketIoSession, wire_named
+from channels_scale.cli import main
 from channels_scale.stack.health import worker_health
 from tests.conftest import scaled
 
@@ -145,6 +147,29 @@ def test_fanout_on_socketio_loses_nothing_and_meters_node_by_role(tiny: Tiny) ->
     assert costs["cpu_by_role"]["worker"] > 0
     # The adapter publishes each broadcast once, whatever the audience.
     assert costs["redis_commands"]["publish"] == 60
+
+
+def test_url_wire_socketio_measures_a_running_socketio_server(tmp_path: Path) -> None:
+    """``--url`` at a Socket.IO server the bench did not start: ``--url-wire`` makes it work."""
+    out = tmp_path / "out"
+    with socketio_target(1, tmp_path) as running:
+        argv = [
+            "bench", "fanout", "--url", running.ws_url, "--subs", "4", "--msgs", "40",
+            "--rate", "40", "--procs", "1", "--drain", "3", "--quiet", "--out", str(out),
+        ]  # fmt: skip
+        # The plain websocket wire asks for /ws/broadcast/<room>/, which Socket.IO refuses.
+        assert main(argv) == 2
+        assert not (out / "fanout.json").exists()
+        assert main([*argv, "--url-wire", "socketio"]) == 0
+    doc = json.loads((out / "fanout.json").read_text())
+    assert "--url-wire socketio" in doc["command"]
+    (record,) = doc["stacks"]
+    assert record["ok"], record["error"]
+    assert record["wire"] == "socketio"
+    figures = record["phases"][0]["figures"]
+    assert figures["sent"] == 40
+    assert figures["deliveries"] == 4 * 40
+    assert figures["lost"] == 0
 
 
 def test_missing_npm_packages_exit_2_with_the_install_command(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ Modules, from pure to I/O:
 - :mod:`~channels_scale.bench.ceiling`: the bare ``websockets`` broadcast server.
 - :mod:`~channels_scale.bench.scenarios`: fanout, rooms, idle, churn, saturate, clientlib;
   :mod:`~channels_scale.bench.live`: rich progress.
-- :mod:`~channels_scale.bench.report`: JSON, Markdown tables with ratios, ``docs/benchmarks.md``;
+- :mod:`~channels_scale.bench.report`: JSON files and the page, ``docs/benchmarks.md``;
+  :mod:`~channels_scale.bench.tables`: each scenario's Markdown table with ratios;
+  :mod:`~channels_scale.bench.notes`: the page's introduction and the notes under each table;
   :mod:`~channels_scale.bench.charts`: the PNG charts.
 - :mod:`~channels_scale.bench.command`: the ``bench`` subcommand (argparse).
 """

@@ -6,8 +6,8 @@
 - ``topology-<scenario>-nodes.png`` (``--redis-topology`` runs): Redis CPU and commands per frame
   of each Redis node, per topology.
 
-A ``--redis-topology`` run's files start with ``topology-`` (:func:`doc_stem`), so they sit beside
-the usual run of the same scenario.
+A ``--redis-topology`` run's files start with ``topology-`` and a ``--label`` run's end with
+``-<label>`` (:func:`doc_stem`), so they sit beside the usual run of the same scenario.
 """
 
 from __future__ import annotations
@@ -36,9 +36,13 @@ def main_figures(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def doc_stem(doc: dict[str, Any]) -> str:
-    """The file name stem of a run: its scenario, ``topology-<scenario>`` for topology runs."""
+    """The file name stem of a run: its scenario, ``topology-<scenario>`` for topology runs, then
+    ``-<label>`` for a run given ``--label`` (so several runs of one scenario sit side by side)."""
     topologies = doc.get("config", {}).get("redis_topologies")
-    return ("topology-" if topologies else "") + str(doc["scenario"])
+    label = doc.get("label")
+    return (
+        ("topology-" if topologies else "") + str(doc["scenario"]) + (f"-{label}" if label else "")
+    )
 
 
 def main_phase(record: dict[str, Any]) -> dict[str, Any] | None:

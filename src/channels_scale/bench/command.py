@@ -5,7 +5,9 @@
     channels-scale bench fanout   [--stacks ours,recipe,pubsub,ceiling,socketio | --url URL] ...
     channels-scale bench fanout   --url ws://HOST:PORT --path '/ws/chat/{room}/' \
                                   --frame '{"message": "{payload}"}' --origin http://HOST:PORT
+    channels-scale bench fanout   --url ws://HOST:PORT --url-wire socketio
     channels-scale bench saturate --stacks ours,recipe,ceiling --bound-ms 100
+    channels-scale bench fanout   --subs 1000 --label 1000-subs   # beside fanout.json
     channels-scale bench report   --from bench-results --doc docs/benchmarks.md
 
 Exit codes: 0 every stack measured; 1 a stack failed (its error is in the JSON and the table, the
@@ -15,6 +17,7 @@ others still report); 2 bad input (``error: <one line>``).
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import shlex
 import time
@@ -35,6 +38,7 @@ from channels_scale.bench.endpoint import (
 )
 from channels_scale.bench.scenarios import DEFAULTS, SCENARIOS, BenchConfig
 from channels_scale.bench.stacks import STACKS, parse_stacks
+from channels_scale.bench.wire import DEFAULT_WIRE, WIRES, wire_named
 from channels_scale.exceptions import ConfigError
 from channels_scale.stack.options import LOAD_BALANCERS, StackOptions
 
@@ -74,6 +78,24 @@ def _topologies(text: str) -> list[str]:
     return list(dict.fromkeys(k if k == "single" else f"{k}:{n}" for k, n in found))
 
 
+LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+
+
+def parse_label(text: str) -> str:
+    """``--label``: lowercase letters, digits and ``-`` (it becomes part of file names)."""
+    if not LABEL.fullmatch(text):
+        raise ValueError(
+            f"takes up to 40 lowercase letters, digits and '-', starting with a letter or "
+            f"digit (it names the files), not {text!r}"
+        )
+    return text
+
+
+def parse_wire(text: str) -> str:
+    """``--url-wire``: a wire of :mod:`channels_scale.bench.wire`."""
+    return wire_named(text).name
+
+
 def _defaults_help(scenario: str) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in DEFAULTS[scenario].items())
 
@@ -98,6 +120,14 @@ def _common() -> argparse.ArgumentParser:
         type=_argtype(parse_path, "path"),
         default=DEFAULT_PATH,
         help=f"websocket path, {{room}} standing for the room name (default {DEFAULT_PATH})",
+    )
+    endpoint.add_argument(
+        "--url-wire",
+        type=_argtype(parse_wire, "wire"),
+        help=f"what the endpoint speaks: {' or '.join(WIRES)} (default {DEFAULT_WIRE}); "
+        "socketio: Socket.IO v4 on its websocket transport at /socket.io/ with the room in the "
+        "query (?room=...), the frame as event 'm' relayed to the room, as the bench's socketio "
+        "stack does (bench/socketio/server.js)",
     )
     endpoint.add_argument(
         "--frame",
@@ -183,6 +213,12 @@ def _common() -> argparse.ArgumentParser:
         default=DEFAULT_OUT,
         help=f"directory for JSON, Markdown and PNG (default {DEFAULT_OUT})",
     )
+    common.add_argument(
+        "--label",
+        type=_argtype(parse_label, "label"),
+        help="name this run, e.g. 1000-subs: its files are <scenario>-<label>.json (...) beside "
+        "the other runs of the scenario, and bench report gives it its own section",
+    )
     common.add_argument("--quiet", action="store_true", help="no live progress")
     return common
 
@@ -242,13 +278,19 @@ def endpoint_from(args: argparse.Namespace) -> Endpoint:
     """
     headers = [("Origin", args.origin)] if args.origin else []
     headers += args.header
-    custom = args.path != DEFAULT_PATH or args.frame is not None or headers
+    wire = args.url_wire or DEFAULT_WIRE
+    custom = args.path != DEFAULT_PATH or args.frame is not None or headers or args.url_wire
     if custom and args.url is None:
         raise ConfigError(
-            "--path, --frame, --origin and --header go with --url (the stacks the bench starts "
-            "serve /ws/broadcast/<room>/)"
+            "--path, --frame, --origin, --header and --url-wire go with --url (the stacks the "
+            "bench starts serve /ws/broadcast/<room>/ and choose their own wire)"
         )
-    return Endpoint(path=args.path, frame=args.frame, headers=tuple(headers))
+    if wire == "socketio" and args.path != DEFAULT_PATH:
+        raise ConfigError(
+            "--path does not apply to --url-wire socketio: clients connect to /socket.io/ with "
+            "the room in the query"
+        )
+    return Endpoint(path=args.path, frame=args.frame, headers=tuple(headers), wire=wire)
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
@@ -275,12 +317,15 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     )
 
 
-def command_line(cfg: BenchConfig) -> str:
-    """The command that reproduces ``cfg`` (options left at their defaults are omitted)."""
+def command_line(cfg: BenchConfig, label: str | None = None) -> str:
+    """The command that reproduces ``cfg`` and ``--label`` (options left at their defaults are
+    omitted)."""
     parts = ["channels-scale", "bench", cfg.scenario]
     if cfg.url:
         parts += ["--url", cfg.url]
         endpoint = cfg.endpoint
+        if endpoint.wire != DEFAULT_WIRE:
+            parts += ["--url-wire", endpoint.wire]
         if endpoint.path != DEFAULT_PATH:
             parts += ["--path", shlex.quote(endpoint.path)]
         if endpoint.frame is not None:
@@ -309,11 +354,17 @@ def command_line(cfg: BenchConfig) -> str:
         parts += ["--client-lib", cfg.client_lib]
     if cfg.redis_topologies:
         parts += ["--redis-topology", ",".join(cfg.redis_topologies)]
+    if label is not None:
+        parts += ["--label", label]
     return " ".join(parts)
 
 
-def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list[Path]]:
+def execute(
+    cfg: BenchConfig, quiet: bool = False, label: str | None = None
+) -> tuple[dict[str, Any], list[Path]]:
     """Run the bench of ``cfg`` and write its outputs; returns the JSON document and the files.
+
+    ``label`` (``--label``) names the run: its files and its section in the report.
 
     Raises:
         ConfigError: bad input (an unreachable or non-loopback ``--url``, ...).
@@ -336,7 +387,8 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "scenario": cfg.scenario,
-        "command": command_line(cfg),
+        **({"label": label} if label else {}),
+        "command": command_line(cfg, label),
         "started_at": started.isoformat(timespec="seconds"),
         "seconds": time.monotonic() - clock,
         "machine": machine,
@@ -349,7 +401,7 @@ def execute(cfg: BenchConfig, quiet: bool = False) -> tuple[dict[str, Any], list
 
 def run_command(args: argparse.Namespace) -> int:
     """``channels-scale bench SCENARIO``: 0 when every stack was measured, 1 when one failed."""
-    doc, files = execute(config_from(args), quiet=args.quiet)
+    doc, files = execute(config_from(args), quiet=args.quiet, label=args.label)
     from channels_scale.bench.report import markdown
 
     print(markdown(doc))

@@ -98,7 +98,10 @@ def run_stack(
             try:
                 library = library or cfg.client_lib
                 procs = client_processes(cfg.procs, sized)
-                endpoint = replace(cfg.endpoint, wire=target.wire)
+                # A --url target speaks what --url-wire said; a stack the bench starts, its own.
+                wire = cfg.endpoint.wire if cfg.url is not None else target.wire
+                endpoint = replace(cfg.endpoint, wire=wire)
+                record["wire"] = wire
                 with LoadGenerator(target.ws_url, procs, library, endpoint) as lg:
                     record["client_lib"] = lg.library
                     record["client_procs"] = procs
