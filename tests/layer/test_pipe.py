@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Any
 
@@ -12,7 +13,8 @@ import redis.exceptions
 
 from channels_scale.exceptions import LayerUnavailable
 from channels_scale.layer import RedisChannelLayer
-from channels_scale.layer.pipe import encode
+from channels_scale.layer.config import HostConfig
+from channels_scale.layer.pipe import CommandPipe, encode
 from tests.layer.conftest import LayerFactory, scaled
 
 
@@ -132,5 +134,34 @@ async def test_a_cancelled_connecting_caller_does_not_cancel_the_others() -> Non
         acceptor.cancel()
         await layer.close()
         for conn in accepted:
+            conn.close()
+        server.close()
+
+
+async def test_close_while_connecting_closes_the_new_connection() -> None:
+    """``close()`` (the layer closing) while a call is in the handshake: when the handshake then
+    completes, the connection has no owner left and is closed, and the call fails with
+    ``ConnectionError``. (It used to be kept: one socket leaked per such close.)"""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+    pipe = CommandPipe(HostConfig(url=f"redis://:pw@127.0.0.1:{port}/0"), reply_timeout=5)
+    conn: socket.socket | None = None
+    try:
+        call = asyncio.ensure_future(pipe.request(encode(b"PING")))
+        async with asyncio.timeout(scaled(10)):
+            conn, _ = await loop.sock_accept(server)
+            assert (await loop.sock_recv(conn, 1024)).startswith(b"*2\r\n$4\r\nAUTH")
+            pipe.close()  # the AUTH is unanswered: the call is in the handshake
+            await loop.sock_sendall(conn, b"+OK\r\n")  # now the handshake completes
+            # the client closes its end: the server reads EOF (or a reset), not a PING
+            with contextlib.suppress(ConnectionResetError):
+                assert await loop.sock_recv(conn, 1024) == b""
+            with pytest.raises(ConnectionError, match="layer closed"):
+                await call
+    finally:
+        pipe.close()
+        if conn is not None:
             conn.close()
         server.close()

@@ -8,8 +8,12 @@ script, ``send``), redis-py's pools (group records, blocking pops) and the pub/s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import gc
 import ipaddress
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,3 +294,45 @@ async def test_unknown_cert_reqs_is_a_config_error(tls_redis: RedisProcess) -> N
             await layer.group_send("room", {"type": "never"})
     finally:
         await layer.close()
+
+
+def _open_sockets() -> set[str]:
+    """The sockets this process holds open (``/proc/self/fd`` links ``socket:[inode]``)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:"):
+                found.add(target)
+    return found
+
+
+def test_closing_over_tls_leaves_no_socket_when_the_loop_ends(tls_redis: RedisProcess) -> None:
+    """``close()`` and then the event loop closes at once (asgiref's temporary loops, a test's
+    loop): every socket of the layer is closed. A TLS transport's ``close()`` waits for Redis'
+    ``close_notify`` before closing its socket; the pipe used it, so its socket outlived the
+    loop until the garbage collector found it (``ResourceWarning``: unclosed socket and
+    transport, reported in whichever test ran then). The collector is off here, so a leaked
+    socket stays visible in ``/proc/self/fd``."""
+    url = f"{tls_redis.url}?ssl_cert_reqs=none"
+
+    async def use_and_close() -> None:
+        here, there = RedisChannelLayer(hosts=[url]), RedisChannelLayer(hosts=[url])
+        try:
+            await _round_trip(here, there, "leak")
+        finally:
+            await here.close()
+            await there.close()
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = _open_sockets()
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(use_and_close())
+        finally:
+            loop.close()
+        assert _open_sockets() - before == set()
+    finally:
+        gc.enable()

@@ -175,8 +175,13 @@ class CommandPipe:
                 connecting.set_exception(shared)
                 connecting.exception()  # retrieved: other waiters may not exist
                 raise
-            self._transport = transport
             self._connecting = None
+            if self._closed:  # close() ran while connecting: this transport has no owner
+                transport.abort()
+                connecting.set_exception(ConnectionError("layer closed"))
+                connecting.exception()
+                raise ConnectionError("layer closed")
+            self._transport = transport
             connecting.set_result(transport)
             return transport
         return await asyncio.shield(self._connecting)
@@ -230,6 +235,10 @@ class CommandPipe:
             self._timer = None
         transport, self._transport = self._transport, None
         if transport is not None:
+            # abort(), not close(): a TLS transport's close() starts a close_notify exchange and
+            # closes its socket only when Redis answers, which a loop closing right after this
+            # never sees (the socket then leaked until garbage collection). abort() closes the
+            # socket on the next loop turn; nothing is lost (every pending call fails below).
             with contextlib.suppress(OSError, RuntimeError):
-                transport.close()
+                transport.abort()
         self.lost(None)
