@@ -76,6 +76,15 @@ class Upper(Fast):
         await self.send(text_data=text if text.startswith("probe") else text.upper())
 
 
+class Echoing(Fast):
+    """A room's sender: publishes each frame to the room, then acknowledges it."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        assert text_data is not None
+        await self.channel_layer.group_send(ROOM, consumers.frame_event(text_data))
+        await self.send(text_data="ack " + text_data)
+
+
 class Server:
     """uvicorn with BoundedWebSocketProtocol serving ``app`` on a free port, in this loop."""
 
@@ -292,3 +301,33 @@ async def test_a_stalled_reader_is_closed_1013_and_the_others_get_everything(
         for ws in readers:
             await ws.close()
         stalled.close()
+
+
+async def test_a_senders_own_echo_follows_its_handler_without_a_layer_task(layers: Any) -> None:
+    """The echo of a handler's own group_send meets its consumer busy: it comes after what the
+    handler sends next (one handler at a time, as in Channels), taken by the consumer's main task
+    when the handler ends, with no layer task started for it."""
+    _, publisher = layers
+    drains = 0
+    loop = asyncio.get_running_loop()
+
+    def count_drains(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        nonlocal drains
+        drains += getattr(coro, "__name__", "") == "_drain"
+        return asyncio.Task(coro, loop=loop)
+
+    async with Server(Echoing.as_asgi(), deflate=False) as server:
+        sender = await connect(server.url, compression=None)
+        other = await connect(server.url, compression=None)
+        await joined(publisher, [sender, other])
+        loop.set_task_factory(count_drains)
+        try:
+            for i in range(20):
+                await sender.send(f"m{i}")
+                assert await received(sender, 2) == [f"ack m{i}", f"m{i}"]
+                assert await received(other, 1) == [f"m{i}"]
+        finally:
+            loop.set_task_factory(None)
+        assert drains == 0
+        await sender.close()
+        await other.close()
