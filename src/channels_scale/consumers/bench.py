@@ -144,9 +144,12 @@ def consumer_class(family: str) -> type[Any]:
 class Harness:
     """N members with fake ASGI callables; counts frames sent."""
 
-    def __init__(self, family: str, members: int, direct: bool = True) -> None:
+    def __init__(
+        self, family: str, members: int, direct: bool = True, inbound: bool = False
+    ) -> None:
         self.app = consumer_class(family).as_asgi()
         self.direct = direct
+        self.inbound = inbound
         self.members = members
         self.accepted = 0
         self.frames = 0
@@ -181,11 +184,22 @@ class Harness:
 
     def receive_factory(self) -> Callable[[], Any]:
         connected = False
-        inbox: asyncio.Queue[str] = asyncio.Queue()
-        self.inboxes.append(inbox)
         end = self.end
+        if not self.inbound:
 
-        async def receive() -> dict[str, Any]:
+            async def receive() -> dict[str, Any]:
+                nonlocal connected
+                if not connected:
+                    connected = True
+                    return {"type": "websocket.connect"}
+                await asyncio.shield(end)
+                return {"type": "websocket.disconnect", "code": 1000}
+
+            return receive
+        inbox: asyncio.Queue[str] = asyncio.Queue()  # only with --inbound: --idle counts bytes
+        self.inboxes.append(inbox)
+
+        async def receive_frames() -> dict[str, Any]:
             nonlocal connected
             if not connected:
                 connected = True
@@ -199,7 +213,7 @@ class Harness:
                 return {"type": "websocket.receive", "text": waiter.result()}
             return {"type": "websocket.receive", "text": inbox.get_nowait()}
 
-        return receive
+        return receive_frames
 
     async def start(self) -> None:
         from channels_scale.consumers.direct import PREFRAMED
@@ -237,7 +251,7 @@ async def fanout(
 
     from channels_scale.consumers import group_send_json
 
-    harness = Harness(family, members, direct)
+    harness = Harness(family, members, direct, inbound)
     await harness.start()
     layer = get_channel_layer()
     harness.target = members * messages
