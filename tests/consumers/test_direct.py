@@ -76,6 +76,15 @@ class Upper(Fast):
         await self.send(text_data=text if text.startswith("probe") else text.upper())
 
 
+class Echoing(Fast):
+    """A room's sender: publishes each frame to the room, then acknowledges it."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        assert text_data is not None
+        await self.channel_layer.group_send(ROOM, consumers.frame_event(text_data))
+        await self.send(text_data="ack " + text_data)
+
+
 class Server:
     """uvicorn with BoundedWebSocketProtocol serving ``app`` on a free port, in this loop."""
 
@@ -292,3 +301,72 @@ async def test_a_stalled_reader_is_closed_1013_and_the_others_get_everything(
         for ws in readers:
             await ws.close()
         stalled.close()
+
+
+async def test_a_senders_own_echo_follows_its_handler_without_a_layer_task(layers: Any) -> None:
+    """The echo of a handler's own group_send meets its consumer busy: it comes after what the
+    handler sends next (one handler at a time, as in Channels), taken by the consumer's main task
+    when the handler ends, with no layer task started for it."""
+    _, publisher = layers
+    drains = 0
+    loop = asyncio.get_running_loop()
+
+    def count_drains(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        nonlocal drains
+        drains += getattr(coro, "__name__", "") == "_drain"
+        return asyncio.Task(coro, loop=loop)
+
+    async with Server(Echoing.as_asgi(), deflate=False) as server:
+        sender = await connect(server.url, compression=None)
+        other = await connect(server.url, compression=None)
+        await joined(publisher, [sender, other])
+        loop.set_task_factory(count_drains)
+        try:
+            for i in range(20):
+                await sender.send(f"m{i}")
+                assert await received(sender, 2) == [f"ack m{i}", f"m{i}"]
+                assert await received(other, 1) == [f"m{i}"]
+        finally:
+            loop.set_task_factory(None)
+        assert drains == 0
+        await sender.close()
+        await other.close()
+
+
+class Publishing(Fast):
+    """The rooms endpoint: each client frame goes to the room, sender included."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        assert text_data is not None
+        await self.channel_layer.group_send(ROOM, consumers.frame_event(text_data))
+
+
+async def test_every_sender_and_a_publisher_at_once_lose_nothing(layers: Any) -> None:
+    """4 clients publish 300 frames each as fast as they can while another process publishes
+    300: echoes left for the main task and frames queued behind them all arrive, each sender's
+    in order."""
+    _, publisher = layers
+    count, clients = 300, 4
+    async with Server(Publishing.as_asgi(), deflate=False) as server:
+        conns = [await connect(server.url, compression=None) for _ in range(clients)]
+        await joined(publisher, conns)
+
+        async def send(i: int, ws: ClientConnection) -> None:
+            for k in range(count):
+                await ws.send(f"c{i}-{k}")
+                if k % 7 == 0:
+                    await asyncio.sleep(0)  # let replies and deliveries interleave
+
+        readers = [asyncio.create_task(received(ws, count * (clients + 1))) for ws in conns]
+        await asyncio.gather(
+            broadcast(publisher, [f"p-{k}" for k in range(count)]),
+            *(send(i, ws) for i, ws in enumerate(conns)),
+        )
+        for got in await asyncio.gather(*readers):
+            for i in range(clients):
+                assert [x for x in got if str(x).startswith(f"c{i}-")] == [
+                    f"c{i}-{k}" for k in range(count)
+                ]
+            assert [x for x in got if str(x).startswith("p-")] == [f"p-{k}" for k in range(count)]
+        for ws in conns:
+            await ws.close()

@@ -22,6 +22,11 @@ deliveries (all threads: Channels' DB-hygiene hop runs in asgiref's thread).
   every member, as arrivals from Redis do; larger batches let a member drain several at once);
 - ``--profile``: cProfile of the fan-out (the event loop's thread), top functions by own time.
 - ``--idle N``: tracemalloc bytes per idle connected consumer (task, consumer, layer state).
+- ``--inbound``: the rooms shape instead: each message is a frame *from a client* (member
+  ``i % members``), whose consumer ``group_send``-s it as a frame event to the room (the
+  ``/ws/broadcast/<room>/`` endpoint's consumer); every member, the sender included, gets it.
+  Measured: the consumer's receive path, ``group_send`` and the fan-out, echo to the sender
+  included (``--family ours``; Channels' family publishes ``broadcast.message``).
 """
 
 from __future__ import annotations
@@ -126,15 +131,25 @@ def consumer_class(family: str) -> type[Any]:
         async def broadcast_json(self, event: dict[str, Any]) -> None:
             await self.send_json(event["obj"])
 
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+        ) -> None:
+            # the rooms endpoint: a client's frame goes to everyone in the room, sender included
+            event = {"type": "broadcast.message", "text": text_data}
+            await self.channel_layer.group_send("room", event)
+
     return Member
 
 
 class Harness:
     """N members with fake ASGI callables; counts frames sent."""
 
-    def __init__(self, family: str, members: int, direct: bool = True) -> None:
+    def __init__(
+        self, family: str, members: int, direct: bool = True, inbound: bool = False
+    ) -> None:
         self.app = consumer_class(family).as_asgi()
         self.direct = direct
+        self.inbound = inbound
         self.members = members
         self.accepted = 0
         self.frames = 0
@@ -143,6 +158,8 @@ class Harness:
         self.all_sent = asyncio.Event()
         self.end: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
+        #: frames "from the client" of each member (--inbound), in the order its receive() gets them
+        self.inboxes: list[asyncio.Queue[str]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -167,16 +184,36 @@ class Harness:
 
     def receive_factory(self) -> Callable[[], Any]:
         connected = False
+        end = self.end
+        if not self.inbound:
 
-        async def receive() -> dict[str, Any]:
+            async def receive() -> dict[str, Any]:
+                nonlocal connected
+                if not connected:
+                    connected = True
+                    return {"type": "websocket.connect"}
+                await asyncio.shield(end)
+                return {"type": "websocket.disconnect", "code": 1000}
+
+            return receive
+        inbox: asyncio.Queue[str] = asyncio.Queue()  # only with --inbound: --idle counts bytes
+        self.inboxes.append(inbox)
+
+        async def receive_frames() -> dict[str, Any]:
             nonlocal connected
             if not connected:
                 connected = True
                 return {"type": "websocket.connect"}
-            await asyncio.shield(self.end)
-            return {"type": "websocket.disconnect", "code": 1000}
+            if inbox.empty():
+                waiter = asyncio.ensure_future(inbox.get())
+                await asyncio.wait((waiter, end), return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done():
+                    waiter.cancel()
+                    return {"type": "websocket.disconnect", "code": 1000}
+                return {"type": "websocket.receive", "text": waiter.result()}
+            return {"type": "websocket.receive", "text": inbox.get_nowait()}
 
-        return receive
+        return receive_frames
 
     async def start(self) -> None:
         from channels_scale.consumers.direct import PREFRAMED
@@ -208,12 +245,13 @@ async def fanout(
     profile: bool,
     batch: int = 1,
     direct: bool = True,
+    inbound: bool = False,
 ) -> dict[str, Any]:
     from channels.layers import get_channel_layer
 
     from channels_scale.consumers import group_send_json
 
-    harness = Harness(family, members, direct)
+    harness = Harness(family, members, direct, inbound)
     await harness.start()
     layer = get_channel_layer()
     harness.target = members * messages
@@ -224,7 +262,9 @@ async def fanout(
     if profiler is not None:
         profiler.enable()
     for i in range(messages):
-        if payload == "text":
+        if inbound:
+            harness.inboxes[i % members].put_nowait(f"message {i}")
+        elif payload == "text":
             await layer.group_send("room", {"type": "broadcast.message", "text": f"message {i}"})
         elif family == "channels":
             await layer.group_send("room", {"type": "broadcast.json", "obj": {**obj, "n": i}})
@@ -285,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-direct", action="store_true", help="no pre-framed write in scope")
     parser.add_argument("--batch", type=int, default=1, help="group_send calls per loop turn")
     parser.add_argument("--idle", type=int, default=0, help="measure idle memory with N consumers")
+    parser.add_argument("--inbound", action="store_true", help="frames from clients (rooms)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per family (best is printed)")
     args = parser.parse_args(argv)
     configure_django(args.layer, capacity=args.messages + 10)
@@ -305,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.profile,
                     args.batch,
                     not args.no_direct,
+                    args.inbound,
                 )
                 for _ in range(args.repeat)
             ]

@@ -128,12 +128,15 @@ class DirectPath:
     _write_frame: Callable[[bytes], bool] | None = None
     _main: asyncio.Task[Any] | None = None  # the consumer's task, while the sink is set
     _layer_task: asyncio.Task[None] | None = None  # the lazy layer task, while it runs
+    _own_pending = False  # the sink left the running handler's own message for the main task
 
     if TYPE_CHECKING:
 
         async def _read_layer(
             self, main: asyncio.Task[Any], take: Callable[[str], Message | None] | None = None
         ) -> None: ...
+
+        async def _handle_in_turn(self, message: Message) -> None: ...
 
     def _set_sink(self, main: asyncio.Task[Any]) -> bool:
         """Set the sink; True when the layer is then read lazily (no long-lived layer task)."""
@@ -155,10 +158,26 @@ class DirectPath:
 
     def _sink(self, message: Message) -> bool:
         """Write ``message`` to the client now, or decline it and see that it gets handled."""
+        if not self._busy and self._write_direct(message):
+            return True
+        main = self._main
+        if self._layer_task is None and main is not None:
+            if self._busy and asyncio.current_task() is main:
+                # The running handler's own group_send (a room's echo to its sender): the
+                # handler runs in the main task, which takes this message when the handler
+                # ends (_drain_own), without a layer task, its wake-up and a dispatch.
+                self._own_pending = True
+                return False
+            # The message is buffered when this returns; the task runs after that.
+            self._layer_task = asyncio.get_running_loop().create_task(self._drain(main))
+        return False
+
+    def _write_direct(self, message: Message) -> bool:
+        """Write a :attr:`_direct_types` message as a pre-framed frame now, if allowed (no
+        handler may be running: the caller checks ``_busy``)."""
         write = self._write_frame
         if (
             write is not None
-            and not self._busy
             and message.get("type") in self._direct_types
             and not (self._outgoing is not None and self._outgoing.pending)
             and not dbhygiene.cleanup_due()
@@ -169,11 +188,19 @@ class DirectPath:
                     return True
             except Exception:  # the layer's fan-out must go on; the normal path sees the error
                 logger.debug("direct write failed", exc_info=True)
-        main = self._main
-        if self._layer_task is None and main is not None:
-            # The message is buffered when this returns; the task runs after that.
-            self._layer_task = asyncio.get_running_loop().create_task(self._drain(main))
         return False
+
+    async def _drain_own(self) -> None:
+        """In the main task, after a handler: take what the sink left for it (``_own_pending``)
+        and what queued behind, in order; each is written directly when it may be, else handled
+        as the layer task would (:meth:`_handle_in_turn`). A layer task started meanwhile takes
+        over (it reads the same buffer, so order holds)."""
+        self._own_pending = False
+        take = self.channel_layer.receive_nowait
+        channel = self.channel_name
+        while self._layer_task is None and (message := take(channel)) is not None:
+            if not self._write_direct(message):
+                await self._handle_in_turn(message)
 
     async def _drain(self, main: asyncio.Task[Any]) -> None:
         try:

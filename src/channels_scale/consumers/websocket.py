@@ -291,6 +291,8 @@ class AsyncWebsocketConsumer(Guard, DirectPath, channels_websocket.AsyncWebsocke
         if self._end_turn():
             # Someone waited: let it go first, so that neither source starves the other.
             await asyncio.sleep(0)
+        if self._own_pending:
+            await self._drain_own()  # the handler's own group message (.direct)
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler named after ``message["type"]`` (``.`` → ``_``), as Channels does.
