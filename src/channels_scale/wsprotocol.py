@@ -83,7 +83,9 @@ class _Coalescer:
     __slots__ = ("armed", "connections", "loop", "turn")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # weakly: a coalescer is the value of a WeakKeyDictionary keyed by its loop, and a
+        # strong reference would keep both alive forever (one per loop a process ever ran)
+        self.loop = weakref.ref(loop)
         self.turn = 0
         self.armed = False  # next_turn is scheduled
         self.connections: list[BoundedWebSocketProtocol] = []
@@ -168,14 +170,14 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         coalescer = _last
-        if coalescer is None or coalescer.loop is not self.loop:
+        if coalescer is None or coalescer.loop() is not self.loop:
             coalescer = _coalescer(self.loop)
+        if not coalescer.armed:  # the end of this turn is where held frames go out
+            coalescer.armed = True
+            self.loop.call_soon(coalescer.next_turn)
         if self.written_turn != coalescer.turn and self.preframed is None:
             # The turn's first frame for this connection (the common case): written now.
             self.written_turn = coalescer.turn
-            if not coalescer.armed:
-                coalescer.armed = True
-                self.loop.call_soon(coalescer.next_turn)
             self.transport.write(frame)
             return True
         pending = self.preframed
