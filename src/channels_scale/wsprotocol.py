@@ -29,6 +29,22 @@ and writes it to the transport at once, when nothing can be ahead of it (see
 permessage-deflate does not get the extension: its frames must go through its own compressor, so
 its consumer keeps the normal path.
 
+Pre-framed writes are coalesced per connection within one event-loop turn: a connection's first
+frame of a turn is written at once, and any further frames the same turn gives it are held and
+written together, with one ``transport.write``, when the turn ends (:class:`_Coalescer`: one
+``call_soon`` per loop and turn, not per frame). Why: a worker that falls behind gets several
+messages per Redis read (or several client frames per read), and one send per frame and
+connection then costs the worker, the load balancer and the client one syscall and one wakeup
+per frame; held and joined, the cost per delivery *falls* as the rate rises, as with Node's
+streams (writes made while one is in flight go out together). Writing the first frame at once
+keeps the cost of the common case, one frame per turn, what it was. Measured with a bare
+uvicorn server writing to 500 connections, server CPU per delivery, coalescing off / on
+(alternated in one process, 3 rounds each): 13.1 / 13.3 µs at 1 frame per connection and turn,
+12.7 / 10.1 µs at 3, 13.5 / 5.8 µs at 6. Order: any other write of the connection (the
+application's ``send``: accept, frames, close; a shutdown) writes what is held first; frames held
+for a connection that closed or was lost before the turn ended are dropped, as they would have
+been in the transport's buffer.
+
 Each close is the websockets way of *failing* the connection (RFC 6455 7.1.7): the close frame
 is written, the TCP connection closed, and the rest of what the client sent is discarded unparsed.
 Both are counted per process in :data:`channels_scale.asgi.refusals`, which ``/healthz`` reports.
@@ -43,6 +59,8 @@ A ping flood: 4.0 CPU-seconds and canary p50 3.4 s before, 2.5 CPU-seconds and p
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -59,6 +77,45 @@ TOO_MANY_CONTROL_FRAMES = "too many control frames"
 INVALID_UTF8 = "invalid UTF-8"
 
 
+class _Coalescer:
+    """One event loop's turns, and the connections holding frames until the turn ends."""
+
+    __slots__ = ("armed", "connections", "loop", "turn")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # weakly: a coalescer is the value of a WeakKeyDictionary keyed by its loop, and a
+        # strong reference would keep both alive forever (one per loop a process ever ran)
+        self.loop = weakref.ref(loop)
+        self.turn = 0
+        self.armed = False  # next_turn is scheduled
+        self.connections: list[BoundedWebSocketProtocol] = []
+
+    def next_turn(self) -> None:
+        """The turn that wrote ended: the frames it held go out, one write per connection."""
+        self.turn += 1
+        self.armed = False
+        connections, self.connections = self.connections, []
+        for connection in connections:
+            connection.flush_preframed()
+
+
+_coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Coalescer] = (
+    weakref.WeakKeyDictionary()
+)
+# The last loop's coalescer: a process has one loop, so the lookup above is rarely needed (it
+# costs about a microsecond, next to ~10 for a whole delivery).
+_last: _Coalescer | None = None
+
+
+def _coalescer(loop: asyncio.AbstractEventLoop) -> _Coalescer:
+    global _last
+    found = _coalescers.get(loop)
+    if found is None:
+        found = _coalescers[loop] = _Coalescer(loop)
+    _last = found
+    return found
+
+
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` with a bound on fragments per message and on control frames."""
 
@@ -70,6 +127,11 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     #: Pings and pongs a client may send at once, then at this rate.
     control_burst = 32.0
     control_per_second = 2.0
+    #: Frames write_preframed held this loop turn, not yet written (see _Coalescer): one frame
+    #: as is, several as a list; a class default, so an idle connection holds nothing.
+    preframed: bytes | list[bytes] | None = None
+    #: The loop turn of this connection's last immediate pre-framed write.
+    written_turn = -1
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,13 +147,18 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.scope["extensions"][PREFRAMED] = {"write": self.write_preframed}
 
     def write_preframed(self, frame: bytes) -> bool:
-        """Write one serialized server frame now; False (nothing written) when it may not be.
+        """Write one serialized server frame (this loop turn); False (nothing written) when it
+        may not be.
 
         It may when the handshake is complete, the connection open (no close sent or received),
         and the transport not paused: uvicorn writes everything its ``send`` produces at once, so
         nothing of this connection is waiting in the protocol. What the application still holds
         (its own queue) is the caller's to check. A paused transport answers False so that the
         caller's bounded queue, not the transport's buffer, absorbs a slow client.
+
+        The connection's first frame of a loop turn is written at once; further frames of the
+        same turn are held and written together when the turn ends (see the module docstring),
+        or before any other write of the connection, whichever comes first.
         """
         if (
             not self.handshake_complete
@@ -102,8 +169,47 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        self.transport.write(frame)
+        coalescer = _last
+        if coalescer is None or coalescer.loop() is not self.loop:
+            coalescer = _coalescer(self.loop)
+        if not coalescer.armed:  # the end of this turn is where held frames go out
+            coalescer.armed = True
+            self.loop.call_soon(coalescer.next_turn)
+        if self.written_turn != coalescer.turn and self.preframed is None:
+            # The turn's first frame for this connection (the common case): written now.
+            self.written_turn = coalescer.turn
+            self.transport.write(frame)
+            return True
+        pending = self.preframed
+        if pending is None:
+            self.preframed = frame
+            coalescer.connections.append(self)
+        elif isinstance(pending, bytes):
+            self.preframed = [pending, frame]
+        else:
+            pending.append(frame)
         return True
+
+    def flush_preframed(self) -> None:
+        """Write the frames ``write_preframed`` held, in one write; drop them when the
+        connection closed or was lost since (a close frame must be the last one written)."""
+        frames = self.preframed
+        if frames is None:
+            return
+        self.preframed = None
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.transport.write(frames if isinstance(frames, bytes) else b"".join(frames))
+
+    async def send(self, message: Any) -> None:
+        # Pending pre-framed frames were accepted before this message: they go first.
+        if self.preframed is not None:
+            self.flush_preframed()
+        await super().send(message)
+
+    def shutdown(self) -> None:
+        self.flush_preframed()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         # websockets parses all of ``data`` before uvicorn sees the first frame: one read of

@@ -7,9 +7,11 @@ import math
 import pytest
 
 from channels_scale.bench.connections import rss_slope
+from channels_scale.bench.costs import CpuSnapshot, cpu_by_process, cpu_delta
 from channels_scale.bench.figures import (
     ClientCpu,
     ServerCosts,
+    busiest_by_role,
     delivery_figures,
     encode_histogram,
     histogram_of,
@@ -169,6 +171,23 @@ def test_saturation_point_stops_at_first_failure() -> None:
     assert saturation_point(steps, bound_ms=100) == 15.0  # type: ignore[arg-type]
     assert saturation_point([(10.0, lossy)], bound_ms=100) is None  # type: ignore[list-item]
     assert saturation_point([], bound_ms=100) is None
+
+
+def test_busiest_process_per_role_is_not_the_role_average() -> None:
+    # Two workers: one pegged (1.9 s of a 2 s step), one nearly idle; the role's sum (2.0 s)
+    # would read as "two workers at half a core" -- the busiest share says which one is bound.
+    before = CpuSnapshot({1: 10.0, 2: 5.0, 3: 1.0}, {1: "worker", 2: "worker", 3: "lb"})
+    after = CpuSnapshot(
+        {1: 11.9, 2: 5.1, 3: 1.5, 4: 0.2}, {1: "worker", 2: "worker", 3: "lb", 4: "redis"}
+    )
+    spent = cpu_by_process(before, after)
+    assert spent == pytest.approx({"worker 1": 1.9, "worker 2": 0.1, "lb 3": 0.5, "redis 4": 0.2})
+    total, by_role = cpu_delta(before, after)
+    assert total == pytest.approx(2.7)
+    assert by_role == pytest.approx({"worker": 2.0, "lb": 0.5, "redis": 0.2})
+    shares = busiest_by_role(spent, 2.0)
+    assert shares == pytest.approx({"worker": 0.95, "lb": 0.25, "redis": 0.1})
+    assert busiest_by_role(spent, 0.0) == {}
 
 
 def test_source_addresses_spread_only_when_many() -> None:

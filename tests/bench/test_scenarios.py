@@ -129,6 +129,15 @@ def test_saturate_steps_up_and_reports_the_highest_rate_held(
     assert record["headline"]["max_rate"] == 100.0
     assert record["headline"]["max_deliveries_per_s"] == 100.0 * 4
     assert "saturate-rate.png" in {p.name for p in files}
+    # Per step, the busiest process of each role (the ceiling: one worker process) and of the
+    # load generator, as shares of a core; the per-process CPU adds up to the stack's.
+    for p in record["phases"]:
+        shares = p["busiest_cpu"]
+        assert 0 <= shares["worker"] < 1.5 and 0 <= shares["client"] < 1.5
+        assert sum(p["figures"]["costs"]["cpu_by_process"].values()) == pytest.approx(
+            p["figures"]["costs"]["cpu_s"]
+        )
+    assert "busiest worker (% of a core)" in (cfg.out / "saturate.md").read_text()
 
 
 def test_saturate_with_a_slow_server_holds_nothing(

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from channels_scale import consumers
+from channels_scale.consumers.direct import preframed, sink_writer
 from channels_scale.layer import RedisChannelLayer
 from channels_scale.net import free_port
 from channels_scale.wsprotocol import BoundedWebSocketProtocol
@@ -85,13 +86,45 @@ class Echoing(Fast):
         await self.send(text_data="ack " + text_data)
 
 
+class Burst(Fast):
+    """On ``burst``: three pre-framed frames in one loop turn, then its own send, then (asked)
+    two more and a close -- the order a client must see whatever the coalescing."""
+
+    async def burst(self, event: dict[str, Any]) -> None:
+        write = sink_writer(self.scope)
+        assert write is not None
+        for text in ("p0", "p1", "p2"):
+            frame = preframed({"type": "client.frame", "text": text})
+            assert frame is not None and write(frame)
+        await self.send(text_data="after")
+        if event.get("close"):
+            for text in ("q0", "q1"):
+                frame = preframed({"type": "client.frame", "text": text})
+                assert frame is not None and write(frame)
+            await self.close(4000)
+
+
+class Counting(BoundedWebSocketProtocol):
+    """Records how many pre-framed frames each flush wrote at once."""
+
+    flushes: list[int] = []
+
+    def flush_preframed(self) -> None:
+        pending = self.preframed
+        if pending is not None:
+            type(self).flushes.append(1 if isinstance(pending, bytes) else len(pending))
+        super().flush_preframed()
+
+
 class Server:
     """uvicorn with BoundedWebSocketProtocol serving ``app`` on a free port, in this loop."""
 
-    def __init__(self, app: Any, deflate: bool) -> None:
+    def __init__(
+        self, app: Any, deflate: bool, protocol: type[BoundedWebSocketProtocol] | None = None
+    ) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, ws=BoundedWebSocketProtocol,
+            app, host="127.0.0.1", port=self.port, ws=protocol or BoundedWebSocketProtocol,
             ws_per_message_deflate=deflate, lifespan="off", log_level="warning",
         )  # fmt: skip
         self.server = uvicorn.Server(config)
@@ -255,6 +288,29 @@ async def test_nothing_is_written_after_a_close(layers: Any) -> None:
             await received(ws, 1)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
         assert served.stats()["delivered_direct"] == before
+
+
+async def test_frames_of_one_loop_turn_go_out_in_one_write_in_order(layers: Any) -> None:
+    _, publisher = layers
+    Counting.flushes = []
+    async with Server(Burst.as_asgi(), deflate=False, protocol=Counting) as server:
+        ws = await connect(server.url, compression=None)
+        await joined(publisher, [ws])
+        # Several group frames in one Redis read are fanned out in one turn: one write each.
+        Counting.flushes = []
+        await publisher.group_send(ROOM, {"type": "burst"})
+        assert await received(ws, 4) == ["p0", "p1", "p2", "after"]
+        # The handler's turn wrote its first frame at once and held the other three (its own
+        # send takes the pre-framed write too when nothing is queued: OutgoingQueue.write_now),
+        # then wrote those in one go.
+        assert 3 in Counting.flushes
+        # Frames pending when the application closes (through uvicorn's send) go out before
+        # the close frame.
+        await publisher.group_send(ROOM, {"type": "burst", "close": True})
+        assert await received(ws, 6) == ["p0", "p1", "p2", "after", "q0", "q1"]
+        with pytest.raises(ConnectionClosed) as closed:
+            await received(ws, 1)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
 
 
 @pytest.mark.parametrize("layers", [4], indirect=True)

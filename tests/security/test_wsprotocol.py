@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,3 +132,17 @@ async def test_ping_flood_closes_with_1008_and_a_few_pings_are_answered(port: in
     assert (await calm.read_until_closed(WAIT, texts=2)).texts[-1] == b"unharmed"
     await calm.close()
     await flooder.close()
+
+
+def test_a_finished_loop_is_not_kept_alive_by_its_write_coalescer() -> None:
+    # Each loop that ever wrote pre-framed frames gets a coalescer; it must not keep the loop
+    # (and what the loop references) alive once the loop is gone -- tests run hundreds of loops.
+    loop = asyncio.new_event_loop()
+    gone = weakref.ref(loop)
+    coalescer = wsprotocol._coalescer(loop)
+    assert wsprotocol._coalescer(loop) is coalescer
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None
+    assert coalescer.loop() is None

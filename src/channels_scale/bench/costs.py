@@ -132,11 +132,18 @@ def cpu_snapshot(pids: Iterable[int]) -> CpuSnapshot:
 def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, dict[str, float]]:
     """Total CPU seconds spent between two snapshots, and the same split by role."""
     by_role: dict[str, float] = {}
-    for pid, value in after.seconds.items():
-        spent = max(value - before.seconds.get(pid, 0.0), 0.0)
-        name = after.roles.get(pid, "worker")
+    for key, spent in cpu_by_process(before, after).items():
+        name = key.split(" ", 1)[0]
         by_role[name] = by_role.get(name, 0.0) + spent
     return sum(by_role.values()), by_role
+
+
+def cpu_by_process(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds each process spent between two snapshots, keyed ``"role pid"``."""
+    return {
+        f"{after.roles.get(pid, 'worker')} {pid}": max(value - before.seconds.get(pid, 0.0), 0.0)
+        for pid, value in after.seconds.items()
+    }
 
 
 def worker_rss(pids: Iterable[int]) -> dict[int, int]:
@@ -240,6 +247,7 @@ class CostMeter:
         if self._cpu is not None:
             after_cpu = cpu_snapshot(self.pids)
             costs.cpu_s, costs.cpu_by_role = cpu_delta(self._cpu, after_cpu)
+            costs.cpu_by_process = cpu_by_process(self._cpu, after_cpu)
             for pid, value in after_cpu.seconds.items():
                 node = redis_node_of(pid) if after_cpu.roles.get(pid) == "redis" else None
                 if node is not None:

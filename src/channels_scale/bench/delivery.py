@@ -9,6 +9,7 @@ from typing import Any
 
 from channels_scale.bench.figures import (
     PhaseFigures,
+    busiest_by_role,
     latency_summary,
     merge_histograms,
     saturation_point,
@@ -101,6 +102,15 @@ def step_frames(rate: float, duration: float) -> int:
     return max(math.ceil(rate * max(duration, SATURATE_MIN_STEP_S)), SATURATE_MIN_FRAMES)
 
 
+def busiest(figures: PhaseFigures) -> dict[str, float]:
+    """Per role (worker, lb, redis, supervisor, and ``client`` for the load generator), the
+    busiest process's CPU as a share of one core over the step's window: the process at ~100%
+    when a step fails is what bounds the stack."""
+    found = busiest_by_role(figures.costs.cpu_by_process, figures.window_s)
+    found["client"] = max((c.utilization for c in figures.clients), default=0.0)
+    return {role: round(share, 3) for role, share in found.items()}
+
+
 def saturate(run: Run) -> dict[str, Any]:
     cfg = run.cfg
     subs, rate, duration = int(cfg.get("subs")), cfg.get("rate"), cfg.get("duration")
@@ -115,11 +125,13 @@ def saturate(run: Run) -> dict[str, Any]:
         figures, _ = run.phase(label, {0: room}, step_rate, msgs, audience, drain_s=drain)
         steps.append((step_rate, figures))
         held = figures.held(cfg.bound_ms)
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(busiest(figures).items()))
         run.ui.note(
             f"  {run.target.name} {step_rate:.0f} frames/s "
             f"({step_rate * audience[room]:,.0f} deliveries/s offered): "
             f"p99 {figures.latency.at(99):.1f} ms, lost {figures.lost}: "
             + ("held" if held else "not held")
+            + f"; busiest process per role, share of a core: {shares}"
         )
         time.sleep(1.0)
         return held
@@ -145,7 +157,9 @@ def saturate(run: Run) -> dict[str, Any]:
     best_figures = next((f for r, f in steps if r == best), None)
     return {
         "connect": connect,
-        "phases": [step_record(r, f, f"{r:.0f}/s") for r, f in steps],
+        "phases": [
+            {**step_record(r, f, f"{r:.0f}/s"), "busiest_cpu": busiest(f)} for r, f in steps
+        ],
         "headline": {
             "bound_ms": cfg.bound_ms,
             "max_rate": best,

@@ -116,18 +116,36 @@ class ServerCosts:
     workers, Redis, load balancer. ``redis_commands``: Redis command calls by name (INFO itself
     excluded). ``redis_bytes_in``/``redis_bytes_out``: network bytes Redis read and wrote.
     ``machine_cpu_s``: CPU seconds every process of the machine spent (to see other load on a
-    shared machine); ``wall_s``: seconds between the two readings.
+    shared machine); ``wall_s``: seconds between the two readings. ``cpu_by_process``: the same
+    CPU seconds per process, keyed ``"role pid"`` (``worker 1234``), so a report can tell one
+    process at 100% of a core from several at half (:func:`busiest_by_role`).
     """
 
     cpu_s: float | None = None
     machine_cpu_s: float | None = None
     wall_s: float | None = None
     cpu_by_role: dict[str, float] = field(default_factory=dict)
+    cpu_by_process: dict[str, float] = field(default_factory=dict)
     redis_commands: dict[str, int] | None = None
     redis_bytes_in: int | None = None
     redis_bytes_out: int | None = None
     #: per Redis node (``host:port``): ``cpu_s``, ``commands`` (calls) and ``by_command``
     redis_nodes: dict[str, dict[str, Any]] | None = None
+
+
+def busiest_by_role(cpu_by_process: dict[str, float], seconds: float) -> dict[str, float]:
+    """Per role, the busiest process's CPU as a share of one core over ``seconds`` (pure).
+
+    A saturated stack shows here which process is the bound: a share near 1.0 is a process with
+    no CPU left, whatever the average of its role. Empty when ``seconds`` is not positive.
+    """
+    found: dict[str, float] = {}
+    if seconds <= 0:
+        return found
+    for key, spent in cpu_by_process.items():
+        name = key.split(" ", 1)[0]
+        found[name] = max(found.get(name, 0.0), spent / seconds)
+    return found
 
 
 def redis_node_figures(figures: PhaseFigures) -> list[dict[str, Any]]:

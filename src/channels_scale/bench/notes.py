@@ -45,7 +45,10 @@ How to read the figures:
   hold better.
 - `saturate` doubles the rate per step of a few seconds (at least 100 frames and 2 s, so a step's
   p99 is not one frame's latency) until p99 passes the bound or a frame is lost, then bisects
-  twice; short steps make it sensitive to hiccups of a shared machine.
+  twice; short steps make it sensitive to hiccups of a shared machine. Its second table gives,
+  per step, the busiest process of each role as a share of one core (`busiest_cpu` in the JSON,
+  from `/proc` over the step's window): a process near 100% at the failing step is the bound;
+  none near it means the machine as a whole (see *other load*) or a wait.
 - Every stack is warmed up before its first measured phase: connections open, then 10 frames per
   room sent and discarded (our layer's first `group_send` loads its Redis script, first uses
   import and allocate); the slowest warm-up frame is given in the notes. A phase with fewer than

@@ -146,6 +146,26 @@ def _saturate_table(doc: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+SHARE_ROLES = ("worker", "lb", "redis", "client")
+
+
+def _saturate_cpu_table(doc: dict[str, Any]) -> list[str]:
+    """Per saturate step, the busiest process of each role as a share of one core: at the step
+    that fails, a process near 100% is the bound; none near it means the machine (or a wait)."""
+    header = ["stack", "frames/s", "p99 ms", "deliveries/s"]
+    header += [f"busiest {r} (% of a core)" for r in SHARE_ROLES] + ["other load"]
+    rows = []
+    for record in doc["stacks"]:
+        for p in record.get("phases", []) if record.get("ok") else []:
+            f, shares = p["figures"], p.get("busiest_cpu") or {}
+            rows.append(
+                [record["stack"], num(p["rate"]), num(_pct(f, 99)), num(f["deliveries_per_s"])]
+                + [num(shares.get(r), "{:.0%}") for r in SHARE_ROLES]
+                + [num(f.get("other_load"), "{:.2f} cores")]
+            )
+    return _table(header, rows) if rows else []
+
+
 def _idle_table(doc: dict[str, Any]) -> list[str]:
     def per_conn(r: dict[str, Any]) -> Any:
         return (r.get("idle") or {}).get("rss_per_connection_bytes")
@@ -272,7 +292,7 @@ def scenario_tables(doc: dict[str, Any]) -> list[str]:
     """The Markdown table lines of one run, by its scenario (and Redis topologies)."""
     scenario = doc["scenario"]
     if scenario == "saturate":
-        lines = _saturate_table(doc)
+        lines = [*_saturate_table(doc), "", *_saturate_cpu_table(doc)]
     elif scenario == "idle":
         lines = _idle_table(doc)
     elif scenario == "clientlib":
