@@ -31,9 +31,8 @@ its consumer keeps the normal path.
 
 And less kept per connection (an idle connection is what a worker holds most of): the parsed
 handshake request and response are released once the connection is open, and uvicorn's
-``asyncio.Queue`` and ``asyncio.Event`` are replaced by :class:`ReceiveQueue` and
-:class:`Writable`, which allocate nothing while idle. Together 24.0 -> 14.1 KiB of worker RSS per
-idle connection (docs/operations.md, "Memory per idle connection").
+``asyncio.Queue`` and ``asyncio.Event`` are replaced by stand-ins that allocate nothing while
+idle, and header names are shared between connections (:mod:`channels_scale.wsmemory`).
 
 Each close is the websockets way of *failing* the connection (RFC 6455 7.1.7): the close frame
 is written, the TCP connection closed, and the rest of what the client sent is discarded unparsed.
@@ -49,8 +48,7 @@ A ping flood: 4.0 CPU-seconds and canary p50 3.4 s before, 2.5 CPU-seconds and p
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
@@ -60,107 +58,11 @@ from websockets.protocol import State
 from channels_scale.asgi import refusals
 from channels_scale.closecodes import CloseCode
 from channels_scale.consumers.direct import PREFRAMED
-
-T = TypeVar("T")
+from channels_scale.wsmemory import ReceiveQueue, Writable, shared_headers
 
 TOO_MANY_FRAGMENTS = "too many fragments"
 TOO_MANY_CONTROL_FRAMES = "too many control frames"
 INVALID_UTF8 = "invalid UTF-8"
-
-
-class ReceiveQueue(Generic[T]):
-    """What uvicorn's protocol uses of ``asyncio.Queue`` (``put_nowait``, ``get``, ``empty``),
-    holding nothing while empty but the future of a waiting ``get``.
-
-    ``asyncio.Queue`` allocates three deques and an ``Event`` (with a fourth) up front: ~3.5 KiB
-    per connection, for a queue that holds at most a few messages (uvicorn pauses reading while
-    one waits) and is empty whenever the connection is idle. Unbounded, as uvicorn's.
-    """
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[T] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: T) -> None:
-        if self._items is None:
-            self._items = [item]
-        else:
-            self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def empty(self) -> bool:
-        return self._items is None
-
-    def qsize(self) -> int:
-        return 0 if self._items is None else len(self._items)
-
-    def get_nowait(self) -> T:
-        """The oldest item; raises ``asyncio.QueueEmpty`` when there is none."""
-        items = self._items
-        if items is None:
-            raise asyncio.QueueEmpty
-        item = items.pop(0)
-        if not items:
-            self._items = None
-        return item
-
-    def wait(self) -> asyncio.Future[None]:
-        """A future done once an item is put (or already done); await it, then look again."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            if self._items is not None:
-                waiter.set_result(None)
-        return waiter
-
-    async def get(self) -> T:
-        while self._items is None:
-            await self.wait()
-        return self.get_nowait()
-
-
-class Writable:
-    """What uvicorn's protocol uses of ``asyncio.Event`` for its ``writable`` flag, with no
-    waiter list until a ``send`` waits for a paused transport (``asyncio.Event`` allocates a deque
-    per connection up front)."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self) -> None:
-        self._value = True
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._value
-
-    def set(self) -> None:
-        self._value = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._value = False
-
-    async def wait(self) -> bool:
-        if self._value:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [waiter]
-        else:
-            self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return True
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -208,6 +110,9 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         # local of websockets' parser generator) but is not read again: the scope has copies of
         # its headers. Emptied, it frees ~3.8 KiB per idle connection (docs/operations.md).
         event.headers.clear()
+        # Header names and the common values of a few headers as one bytes object each for all
+        # connections, instead of one per connection (~0.9 KiB per idle connection).
+        self.scope["headers"] = shared_headers(self.scope["headers"])
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once the accept response is written; the response (its headers,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 
 import pytest
 
-from channels_scale.wsprotocol import ReceiveQueue, Writable
+from channels_scale.wsmemory import SHARED_MAX, ReceiveQueue, Writable, shared_headers
 
 
 async def test_receive_queue_is_fifo_and_empty_holds_nothing() -> None:
@@ -60,3 +62,43 @@ async def test_writable_waiters_wake_on_set_and_a_cancelled_one_does_not_block_o
     writable.set()
     assert await asyncio.wait_for(second, 1) is True
     assert first.cancelled()
+
+
+def test_shared_headers_share_names_and_common_values_only() -> None:
+    def handshake(key: bytes) -> list[tuple[bytes, bytes]]:
+        # Fresh objects each time, as a parser makes them.
+        return [
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-key", key),
+        ]
+
+    first = shared_headers(handshake(b"a" * 24))
+    second = shared_headers(handshake(b"b" * 24))
+    assert first == [(b"upgrade", b"websocket"), (b"sec-websocket-key", b"a" * 24)]
+    assert all(a[0] is b[0] for a, b in zip(first, second, strict=True))
+    assert first[0][1] is second[0][1]  # a common value of a shared header
+    assert first[1][1] is not second[1][1]  # a per-connection value is left alone
+
+
+def test_the_shared_table_is_bounded() -> None:
+    for i in range(SHARED_MAX + 10):
+        shared_headers([(f"x-junk-{i}".encode(), b"v")])
+
+    def fresh() -> bytes:  # a new object each call
+        return b"".join([b"x-after-the-", b"table-is-full"])
+
+    one = shared_headers([(fresh(), b"v")])[0][0]
+    other = shared_headers([(fresh(), b"v")])[0][0]
+    assert one == other == b"x-after-the-table-is-full"
+    assert one is not other  # correct, no longer shared: the table did not grow
+
+
+def test_the_stand_ins_have_every_method_uvicorn_calls_on_what_they_replace() -> None:
+    """An upgrade of uvicorn that calls something more on its queue or event fails here."""
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    source = inspect.getsource(websockets_sansio_impl)
+    for attribute, stand_in in (("queue", ReceiveQueue), ("writable", Writable)):
+        called = set(re.findall(rf"self\.{attribute}\.(\w+)\(", source))
+        assert called, f"uvicorn no longer uses self.{attribute}: revisit wsprotocol"
+        assert called <= set(dir(stand_in)), called - set(dir(stand_in))
