@@ -1,7 +1,7 @@
 """What our uvicorn protocol keeps per connection, made small (pure: no I/O but futures).
 
 An idle connection is what a worker holds most of, so each object kept per connection counts
-(docs/operations.md, "Memory per idle connection"). Used by
+(docs/per-delivery.md, "Idle memory"). Used by
 :class:`channels_scale.wsprotocol.BoundedWebSocketProtocol`:
 
 - :class:`ReceiveQueue` and :class:`Writable`: what uvicorn's protocol calls on its

@@ -102,17 +102,19 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        # The application task is created but has not run yet: the scope can still grow. No
-        # extension with a compressor (the shared bytes would be uncompressed frames).
-        if self.response.status_code == 101 and not self.conn.extensions:
-            self.scope["extensions"][PREFRAMED] = {"write": self.write_preframed}
         # The parsed request stays alive for the connection's life (uvicorn's ``request`` and a
         # local of websockets' parser generator) but is not read again: the scope has copies of
-        # its headers. Emptied, it frees ~3.8 KiB per idle connection (docs/operations.md).
+        # its headers. Emptied, it frees ~3.8 KiB per idle connection (docs/per-delivery.md).
         event.headers.clear()
+        if self.response.status_code != 101:
+            return  # refused by websockets: uvicorn made no scope and closes the connection
+        # The application task is created but has not run yet: the scope can still change.
         # Header names and the common values of a few headers as one bytes object each for all
-        # connections, instead of one per connection (~0.9 KiB per idle connection).
+        # connections, instead of one per connection (~0.8 KiB per idle connection).
         self.scope["headers"] = shared_headers(self.scope["headers"])
+        # No extension with a compressor (the shared bytes would be uncompressed frames).
+        if not self.conn.extensions:
+            self.scope["extensions"][PREFRAMED] = {"write": self.write_preframed}
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once the accept response is written; the response (its headers,

@@ -153,3 +153,17 @@ async def test_an_open_connection_keeps_no_parsed_request_or_response(
     # The application's copy is whole.
     assert (b"x-note", b"kept in the scope") in protocol.scope["headers"]
     await sock.close()
+
+
+async def test_a_handshake_websockets_refuses_gets_400_and_nothing_is_logged(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn makes no scope for it: what our class does after the handshake must not run."""
+    sock = await RawSocket.open(port, "/", headers=[("Sec-WebSocket-Version", "8")])
+    assert sock.answer.status == 400
+    await sock.close()
+    calm = await _open(port)  # the server goes on
+    await calm.send(frame(TEXT, b"fine"))
+    assert (await calm.read_until_closed(WAIT, texts=1)).texts == [b"fine"]
+    await calm.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
