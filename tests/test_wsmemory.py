@@ -102,3 +102,25 @@ def test_the_stand_ins_have_every_method_uvicorn_calls_on_what_they_replace() ->
         called = set(re.findall(rf"self\.{attribute}\.(\w+)\(", source))
         assert called, f"uvicorn no longer uses self.{attribute}: revisit wsprotocol"
         assert called <= set(dir(stand_in)), called - set(dir(stand_in))
+
+
+async def test_two_waiting_gets_one_cancelled_the_other_still_gets_the_item() -> None:
+    queue: ReceiveQueue[str] = ReceiveQueue()
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    queue.put_nowait("only")
+    assert await asyncio.wait_for(second, 1) == "only"
+    assert first.cancelled()
+
+
+async def test_waits_given_up_do_not_accumulate() -> None:
+    queue: ReceiveQueue[int] = ReceiveQueue()
+    for _ in range(50):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 0.001)
+    queue.wait()
+    # Our own class's bookkeeping: only the live wait is left of the 51.
+    assert len(queue._waiters or ()) == 1

@@ -53,7 +53,35 @@ def shared_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, 
     ]
 
 
-class ReceiveQueue(Generic[T]):
+class _Waiters:
+    """Futures of the tasks waiting for something, made only while one waits. Each waiter has
+    its own future, so cancelling one wait cancels no other."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [waiter]
+        else:
+            # Waits given up (cancelled, timed out) since the last wake-up go now, so a caller
+            # that keeps timing out does not grow the list.
+            waiters[:] = [w for w in waiters if not w.done()]
+            waiters.append(waiter)
+        return waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class ReceiveQueue(_Waiters, Generic[T]):
     """What uvicorn's protocol uses of ``asyncio.Queue`` (``put_nowait``, ``get``, ``empty``),
     holding nothing while empty but the future of a waiting ``get``.
 
@@ -62,20 +90,18 @@ class ReceiveQueue(Generic[T]):
     one waits) and is empty whenever the connection is idle. Unbounded, as uvicorn's.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._items: list[T] | None = None
-        self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: T) -> None:
         if self._items is None:
             self._items = [item]
         else:
             self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def empty(self) -> bool:
         return self._items is None
@@ -94,12 +120,11 @@ class ReceiveQueue(Generic[T]):
         return item
 
     def wait(self) -> asyncio.Future[None]:
-        """A future done once an item is put (or already done); await it, then look again."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            if self._items is not None:
-                waiter.set_result(None)
+        """A future done once an item is put (at once if one is there): await it, then look
+        again (another waiter may have taken the item)."""
+        waiter = self._new_waiter()
+        if self._items is not None:
+            self._wake()
         return waiter
 
     async def get(self) -> T:
@@ -108,41 +133,28 @@ class ReceiveQueue(Generic[T]):
         return self.get_nowait()
 
 
-class Writable:
+class Writable(_Waiters):
     """What uvicorn's protocol uses of ``asyncio.Event`` for its ``writable`` flag, with no
     waiter list until a ``send`` waits for a paused transport (``asyncio.Event`` allocates a deque
     per connection up front)."""
 
-    __slots__ = ("_value", "_waiters")
+    __slots__ = ("_value",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._value = True
-        self._waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
         return self._value
 
     def set(self) -> None:
         self._value = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
 
     def clear(self) -> None:
         self._value = False
 
     async def wait(self) -> bool:
-        if self._value:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [waiter]
-        else:
-            self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
+        while not self._value:
+            await self._new_waiter()
         return True
