@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from asgiref.compatibility import guarantee_single_callable
 
 from channels_scale.asgi import (
     OriginCheck,
@@ -133,6 +135,18 @@ async def test_origin_check_refuses_foreign_origin_before_the_app_runs() -> None
     await OriginCheck(app, ["a"])(scope, receive, send)
     assert not called
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_origin_check_is_an_asgi3_application_to_servers_and_routers() -> None:
+    """Its ``__call__`` is no ``async def`` (no frame kept per connection): uvicorn and asgiref
+    (daphne) must still see an ASGI 3 application, not call it the ASGI 2 way."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    check = OriginCheck(app, ["a"])
+    assert asyncio.iscoroutinefunction(check.__call__)  # uvicorn's test (Config.load)
+    assert guarantee_single_callable(check) is check  # asgiref's (daphne calls it)
 
 
 async def test_worker_middleware_counts_open_websockets_and_answers_health() -> None:

@@ -37,20 +37,25 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
+async def server() -> AsyncIterator[uvicorn.Server]:
     chosen = free_port()
     config = uvicorn.Config(
         echo, host="127.0.0.1", port=chosen, ws=BoundedWebSocketProtocol,
         lifespan="off", log_level="warning", ws_max_size=65536,
     )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
     async with asyncio.timeout(WAIT):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn sets a flag, no event
+        while not running.started:  # noqa: ASYNC110 -- uvicorn sets a flag, no event
             await asyncio.sleep(0.01)
-    yield chosen
-    server.should_exit = True
+    yield running
+    running.should_exit = True
     await asyncio.wait_for(task, WAIT)
+
+
+@pytest.fixture
+def port(server: uvicorn.Server) -> int:
+    return int(server.config.port)
 
 
 async def _open(port: int) -> RawSocket:
@@ -146,3 +151,35 @@ def test_a_finished_loop_is_not_kept_alive_by_its_write_coalescer() -> None:
     gc.collect()
     assert gone() is None
     assert coalescer.loop() is None
+
+
+async def test_an_open_connection_keeps_no_parsed_request_or_response(
+    server: uvicorn.Server,
+) -> None:
+    """uvicorn keeps both for the connection's life (~5.5 KiB of ~24 per idle connection)."""
+    port = int(server.config.port)
+    sock = await RawSocket.open(port, "/", headers=[("X-Note", "kept in the scope")])
+    assert sock.answer.status == 101
+    await sock.send(frame(TEXT, b"hello"))
+    assert (await sock.read_until_closed(WAIT, texts=1)).texts == [b"hello"]
+    (protocol,) = server.server_state.connections
+    assert isinstance(protocol, BoundedWebSocketProtocol)
+    assert len(protocol.request.headers) == 0
+    assert not hasattr(protocol, "response")
+    # The application's copy is whole.
+    assert (b"x-note", b"kept in the scope") in protocol.scope["headers"]
+    await sock.close()
+
+
+async def test_a_handshake_websockets_refuses_gets_400_and_nothing_is_logged(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn makes no scope for it: what our class does after the handshake must not run."""
+    sock = await RawSocket.open(port, "/", headers=[("Sec-WebSocket-Version", "8")])
+    assert sock.answer.status == 400
+    await sock.close()
+    calm = await _open(port)  # the server goes on
+    await calm.send(frame(TEXT, b"fine"))
+    assert (await calm.read_until_closed(WAIT, texts=1)).texts == [b"fine"]
+    await calm.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
