@@ -183,6 +183,17 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().start_keepalive()
         del self.response
 
+    def preframed_writable(self) -> bool:
+        """Whether a pre-framed frame may be written now (see :meth:`write_preframed`)."""
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.conn.state is State.OPEN
+            and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+
     def write_preframed(self, frame: bytes) -> bool:
         """Write one serialized server frame (this loop turn); False (nothing written) when it
         may not be.
@@ -197,14 +208,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         same turn are held and written together when the turn ends (see the module docstring),
         or before any other write of the connection, whichever comes first.
         """
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or self.conn.state is not State.OPEN
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self.preframed_writable():
             return False
         coalescer = _last
         if coalescer is None or coalescer.loop() is not self.loop:

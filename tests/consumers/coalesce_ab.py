@@ -25,7 +25,6 @@ from typing import Any
 import uvicorn
 import uvloop
 from websockets.asyncio.client import connect
-from websockets.protocol import State
 
 from channels_scale.consumers.direct import PREFRAMED, serialize_frame
 from channels_scale.net import free_port
@@ -42,14 +41,7 @@ class Switchable(BoundedWebSocketProtocol):
     def write_preframed(self, frame: bytes) -> bool:
         if self.coalesce:
             return super().write_preframed(frame)
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or self.conn.state is not State.OPEN
-            or not self.writable.is_set()
-            or self.transport.is_closing()
-        ):
+        if not self.preframed_writable():
             return False
         self.transport.write(frame)
         return True
