@@ -93,6 +93,36 @@ async def test_remote_add_then_discard_apply_in_order(pair_layer_factory: LayerF
     assert await nothing_on(pair.there, member)
 
 
+async def test_remote_group_add_returns_once_the_owner_is_subscribed(
+    pair_layer_factory: LayerFactory,
+) -> None:
+    """Was: a remote group_add returned once its control frame was published; a group_send
+    right after could reach Redis before the owner's SUBSCRIBE and be lost (seen once in a full
+    run under load: test_group_send_ignores_full_members[pair]). docs/layer.md: the owner
+    acknowledges once subscribed."""
+    pair = pair_layer_factory()
+    member = await pair.there.new_channel()
+    before = pair.there.stats()
+    await pair.here.group_add("acked", member)
+    after = pair.there.stats()  # no wait: the owner joined and subscribed before the return
+    assert after["groups"] == before["groups"] + 1
+    assert after["subscriptions"] == before["subscriptions"] + 1
+    await pair.here.group_send("acked", {"type": "g"})
+    assert await recv(pair.there, member) == {"type": "g"}
+
+
+async def test_remote_group_add_to_a_gone_process_returns_at_once(
+    pair_layer_factory: LayerFactory,
+) -> None:
+    """Nobody listens on the inbox: nothing to wait for (counted undeliverable)."""
+    pair = pair_layer_factory()
+    member = await pair.there.new_channel()
+    await pair.there.close()
+    async with asyncio.timeout(scaled(2)):  # send_timeout is 10 s
+        await pair.here.group_add("gone", member)
+    assert pair.here.stats()["undeliverable"] == 1
+
+
 # -- retries after a lost reply ----------------------------------------------------------------
 
 

@@ -37,6 +37,15 @@ def test_remote_add_and_discard_in_one_read_apply_in_order() -> None:
     assert router.changes == [(True, "g"), (False, "g")]
 
 
+def test_remote_add_is_queued_for_acknowledgement_and_acknowledgements_are_collected() -> None:
+    router = make()
+    router.frame_received(frame(codec.GROUP_ADD, OTHER, 1, "x!c", "g"), 0.0)
+    assert router.joined == [(OTHER, "g", "x!c")]  # the I/O side answers once subscribed
+    router.frame_received(frame(codec.GROUP_ADDED, OTHER, 2, "y!c", "h"), 0.0)
+    assert router.added == [("h", "y!c")]
+    assert router.counters.bad_frames == 0
+
+
 def test_group_frame_fans_out_the_same_entry_and_drops_duplicates() -> None:
     router = make()
     router.join("g", "c1", 0.0)

@@ -69,8 +69,9 @@ class Broker(Protocol):
         """Stop receiving ``group``'s frames (applied after every earlier change)."""
         ...
 
-    async def send_inbox(self, inbox_id: str, frame: bytes) -> None:
-        """Send a frame to another loop's inbox (counted ``undeliverable`` when nobody listens)."""
+    async def send_inbox(self, inbox_id: str, frame: bytes) -> bool:
+        """Send a frame to another loop's inbox; False (and counted ``undeliverable``) when
+        nobody listens."""
         ...
 
     async def publish(

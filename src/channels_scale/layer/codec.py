@@ -3,11 +3,13 @@
 A frame is ``[kind, origin, seq, expires_at, target, payload]``:
 
 - ``kind``: :data:`MESSAGE` (to one channel), :data:`GROUP` (to every member of a group),
-  :data:`GROUP_ADD` / :data:`GROUP_DISCARD` (control messages routed to a channel's owner);
+  :data:`GROUP_ADD` / :data:`GROUP_DISCARD` (control messages routed to a channel's owner),
+  :data:`GROUP_ADDED` (the owner's acknowledgement of a ``GROUP_ADD``, once subscribed);
 - ``origin``: the sending inbox id (a process' event loop), ``seq``: its per-destination counter,
   used by receivers to count messages lost in a gap (see :class:`~.stats.GapDetector`);
 - ``expires_at``: UNIX time after which the message is dropped instead of delivered;
-- ``target``: the channel name (MESSAGE, GROUP_ADD, GROUP_DISCARD) or the group name (GROUP);
+- ``target``: the channel name (MESSAGE, GROUP_ADD, GROUP_DISCARD, GROUP_ADDED) or the group
+  name (GROUP);
 - ``payload``: the message dict, or the group name for control frames.
 
 Group messages of groups with history carry two more items, ``offset`` and ``epoch``, appended by
@@ -31,6 +33,8 @@ GROUP_ADD = 2
 GROUP_DISCARD = 3
 #: sent to every process of a prefix by ``flush()``: drop local groups and buffered messages
 FLUSH = 4
+#: a channel's owner to the process that sent it a :data:`GROUP_ADD`: joined and subscribed
+GROUP_ADDED = 5
 
 Message = dict[str, Any]
 

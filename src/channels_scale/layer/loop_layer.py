@@ -48,6 +48,7 @@ from channels_scale.layer.naming import (
     new_inbox_id,
     random_token,
 )
+from channels_scale.layer.remote import RemoteAdds
 from channels_scale.layer.router import Router
 from channels_scale.layer.stats import Counters
 
@@ -86,6 +87,7 @@ class LoopLayer:
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._demand: dict[str, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
+        self.remote = RemoteAdds(self.router, self.broker, self._control, config.send_timeout)
         self._history = config.history
         #: objects of upper layers living as long as this loop's layer (presence heartbeat)
         self.resources: dict[str, Any] = {}
@@ -138,6 +140,7 @@ class LoopLayer:
         self.router.frame_received(frame, time.time())
         if self.router.changes:
             self._apply()
+        self.remote.frame_applied()  # answers GROUP_ADD, takes GROUP_ADDED
 
     # -- process-specific channels ------------------------------------------------------------
 
@@ -275,10 +278,8 @@ class LoopLayer:
         if "!" not in channel:
             await self.broker.queue_group_add(group, channel)
             return
-        inbox = inbox_of(channel)
-        if inbox != self.inbox_id:
-            await self._control(codec.GROUP_ADD, inbox, group, channel)
-            return
+        if (inbox := inbox_of(channel)) != self.inbox_id:
+            return await self.remote.add(inbox, group, channel)  # acknowledged (remote.py)
         self.router.join(group, channel, time.time())
         self._apply()
         await self.broker.wait_subscribed(group)  # at once when subscribed already
@@ -289,18 +290,18 @@ class LoopLayer:
             return
         inbox = inbox_of(channel)
         if inbox != self.inbox_id:
-            await self._control(codec.GROUP_DISCARD, inbox, group, channel)
+            await self.remote.discard(inbox, group, channel)
             return
         self.router.leave(group, channel)
         self._apply()
 
-    async def _control(self, kind: int, inbox: str, group: str, channel: str) -> None:
+    async def _control(self, kind: int, inbox: str, group: str, channel: str) -> bool:
         seq = self._next_seq(self.keys.inbox(inbox))
         expires_at = time.time() + self.config.expiry
         frame = codec.pack_frame(
             kind, self.origin, seq, expires_at, channel, group, self.config.max_message_size
         )
-        await self.broker.send_inbox(inbox, frame)
+        return await self.broker.send_inbox(inbox, frame)
 
     async def group_send(self, group: str, message: Message, keep: bool = True) -> None:
         config = self.config
@@ -380,7 +381,7 @@ class LoopLayer:
         return self.router.channel_info(channel)
 
     async def aclose(self) -> None:
-        tasks = [*self._pullers.values()]
+        tasks = [*self._pullers.values(), *self.remote.tasks]
         if self._housekeeping is not None:
             tasks.append(self._housekeeping)
         for task in tasks:

@@ -115,10 +115,12 @@ class MemoryBroker:
     def subscriptions(self) -> int:
         return len(self._subscribed)
 
-    async def send_inbox(self, inbox_id: str, frame: bytes) -> None:
+    async def send_inbox(self, inbox_id: str, frame: bytes) -> bool:
         self.counters.published += 1
         if not self.hub.deliver(self.keys.inbox(inbox_id), frame):
             self.counters.undeliverable += 1
+            return False
+        return True
 
     async def publish(
         self, group: str, frame: bytes, rule: HistoryRule | None, send_id: str

@@ -136,12 +136,14 @@ class RedisBroker:
         client: Redis = self.shards[self.router.shard_for(channel)].blocking_client
         return await client.blpop([self.keys.queue(channel)], timeout=BLOCKING_POP_TIMEOUT)
 
-    async def send_inbox(self, inbox_id: str, frame: bytes) -> None:
+    async def send_inbox(self, inbox_id: str, frame: bytes) -> bool:
         key = self.keys.inbox(inbox_id)
         receivers: int = await self._execute(inbox_id, "send", self.PUBLISH, key, frame)
         self.counters.published += 1
         if not receivers:
             self.counters.undeliverable += 1
+            return False
+        return True
 
     async def publish(
         self, group: str, frame: bytes, rule: HistoryRule | None, send_id: str

@@ -53,6 +53,11 @@ class Router:
         self.gaps = GapDetector()
         #: subscription changes for the broker, oldest first; the I/O side drains it
         self.changes: list[Change] = []
+        #: ``(origin inbox, group, channel)`` of GROUP_ADD frames applied, for the I/O side to
+        #: acknowledge once subscribed; it drains it
+        self.joined: list[tuple[str, str, str]] = []
+        #: ``(group, channel)`` of GROUP_ADDED acknowledgements received; the I/O side drains it
+        self.added: list[tuple[str, str]] = []
 
     # -- channels -----------------------------------------------------------------------------
 
@@ -189,6 +194,9 @@ class Router:
             self.deliver(frame.target, (frame.expires_at, frame.payload))
         elif kind == codec.GROUP_ADD:
             self.join(frame.payload, frame.target, now)
+            self.joined.append((frame.origin[:INBOX_ID_LENGTH], frame.payload, frame.target))
+        elif kind == codec.GROUP_ADDED:
+            self.added.append((frame.payload, frame.target))
         elif kind == codec.GROUP_DISCARD:
             self.leave(frame.payload, frame.target)
         else:
